@@ -1,0 +1,29 @@
+"""Prompt Interrogator engine: image → positive and negative prompt for Stable Diffusion.
+
+Hosts (ComfyUI, A1111/Forge, the CLI) pass a :class:`HostAdapter`; everything else is here::
+
+    from interrogator_core import Interrogator, InterrogatorConfig
+    results = Interrogator(InterrogatorConfig(clip_model="ViT-L-14/openai")).interrogate(images, mode="best")
+    results[0].positive, results[0].negative
+
+Importing this package is cheap: models load on first use.
+"""
+from .cache import LabelCache, cache_file_name, default_cache_dir, label_hash
+from .caption import CAPTION_MODELS, list_caption_models
+from .clip import list_clip_models
+from .errors import (DeviceOutOfMemoryError, ImageError, InterrogatorError, Interrupted, ModelLoadError,
+                     ModelNotFoundError, UnknownNameError)
+from .host import HostAdapter, ModelHandle, OffloadPolicy, StandaloneHost
+from .interrogator import MODES, Interrogator, InterrogatorConfig, list_modes
+from .labels import TABLE_NAMES
+from .result import AnalyzeResult, InterrogationResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnalyzeResult", "CAPTION_MODELS", "DeviceOutOfMemoryError", "HostAdapter", "ImageError",
+    "InterrogationResult", "Interrogator", "InterrogatorConfig", "InterrogatorError", "Interrupted",
+    "LabelCache", "MODES", "ModelHandle", "ModelLoadError", "ModelNotFoundError", "OffloadPolicy",
+    "StandaloneHost", "TABLE_NAMES", "UnknownNameError", "cache_file_name", "default_cache_dir", "label_hash",
+    "list_caption_models", "list_clip_models", "list_modes",
+]

@@ -1,0 +1,360 @@
+"""The engine: caption + CLIP ranking + prompt rules, on the host's devices and memory policy."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Sequence, Union
+
+import torch
+from PIL import Image
+
+from . import prompts
+from .cache import LabelCache, default_cache_dir
+from .caption import Captioner, load_captioner
+from .clip import ClipModel, load_clip
+from .errors import InterrogatorError, UnknownNameError
+from .host import HostAdapter, ModelHandle, OffloadPolicy, StandaloneHost, empty_device_cache
+from .images import ImageInput, describe, load_rgb
+from .labels import TABLE_NAMES, builtin_labels, read_blocklist, user_tables
+from .result import AnalyzeResult, InterrogationResult
+from .tables import LabelIndex
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Modes: what each needs. "caption" needs no CLIP; "negative" needs no caption model.
+MODES: Dict[str, Dict[str, bool]] = {
+    "best": {"caption": True, "clip": True},
+    "classic": {"caption": True, "clip": True},
+    "fast": {"caption": True, "clip": True},
+    "negative": {"caption": False, "clip": True},
+    "caption": {"caption": True, "clip": False},
+}
+
+
+def list_modes() -> List[str]:
+    return list(MODES)
+
+
+@dataclass
+class InterrogatorConfig:
+    """Settings of an :class:`Interrogator`. Model names: see ``list_clip_models()``/``list_caption_models()``.
+
+    Attributes:
+        clip_model: open_clip ``ARCH/TAG``, ``hf-hub:`` id, ``ARCH/path/to/weights`` or a snapshot folder.
+        caption_model: a name from ``list_caption_models()``, a hub id, a local folder, or None (no captions).
+        cache_dir: label-embedding cache folder (None: memory only).
+        model_dirs: folders searched for local model files before any download.
+        download_dir: where downloads go (None: the Hugging Face cache).
+        data_dir: folder with the built-in label lists (None: the bundled ``data/``).
+        user_tables_dir: folder of extra ``NAME.txt`` label lists added to the best/fast pools.
+        blocklist: labels never used (a file path or a list; artist names block "by X"/"inspired by X").
+        offload: :class:`OffloadPolicy` or its value ("keep", "offload", "lowvram").
+        caption_max_length: max new tokens of a caption.
+        caption_batch_size / image_batch_size / text_batch_size: batch sizes (lower them for low VRAM).
+        flavor_intermediate_count: how many top-ranked labels the chains choose from.
+    """
+
+    clip_model: str = "ViT-L-14/openai"
+    caption_model: Optional[str] = "blip-large"
+    cache_dir: Optional[PathLike] = field(default_factory=default_cache_dir)
+    model_dirs: Sequence[PathLike] = ()
+    download_dir: Optional[PathLike] = None
+    data_dir: Optional[PathLike] = None
+    user_tables_dir: Optional[PathLike] = None
+    blocklist: Union[None, PathLike, Sequence[str]] = None
+    offload: Union[str, OffloadPolicy] = OffloadPolicy.KEEP
+    caption_max_length: int = 32
+    caption_batch_size: int = 8
+    image_batch_size: int = 16
+    text_batch_size: int = 512
+    flavor_intermediate_count: int = 2048
+
+    def __post_init__(self) -> None:
+        self.offload = OffloadPolicy.parse(self.offload)
+        for name in ("caption_max_length", "caption_batch_size", "image_batch_size", "text_batch_size",
+                     "flavor_intermediate_count"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+
+
+class Interrogator:
+    """Image → positive and negative prompt.
+
+    Models load lazily on first use, through the host adapter (device, dtype, make-room, offload).
+    Calls are serialized: one interrogator can be shared between threads.
+    """
+
+    def __init__(self, config: Optional[InterrogatorConfig] = None, host: Optional[HostAdapter] = None) -> None:
+        self.config = config or InterrogatorConfig()
+        self.host: HostAdapter = host or StandaloneHost()
+        self._lock = threading.RLock()
+        self._clip: Optional[ClipModel] = None
+        self._captioner: Optional[Captioner] = None
+        self._tables: Optional[Dict[str, LabelIndex]] = None
+        self._pool: Optional[LabelIndex] = None
+        self._negative_pool: Optional[LabelIndex] = None
+        self._cache = LabelCache(self.config.cache_dir)
+
+    # -- public API -----------------------------------------------------------------------------------------
+    def interrogate(
+        self,
+        images: Union[ImageInput, Sequence[ImageInput]],
+        mode: str = "best",
+        *,
+        min_flavors: int = 8,
+        max_flavors: int = 32,
+        negative_count: int = 16,
+        captions: Optional[Sequence[Optional[str]]] = None,
+    ) -> List[InterrogationResult]:
+        """One :class:`InterrogationResult` per image (positive, negative, caption, similarities).
+
+        Args:
+            images: PIL images or paths (one, or a list).
+            mode: best, classic, fast, negative or caption (see ``list_modes()``).
+            min_flavors / max_flavors: bounds of the positive chain (best), number of flavors (fast/classic).
+            negative_count: most terms in the negative prompt (0: no negative prompt); negative mode uses
+                ``max_flavors`` instead, as clip-interrogator does.
+            captions: optional captions to use instead of generating them (None entries are generated).
+        """
+        if mode not in MODES:
+            raise UnknownNameError("mode", mode, MODES)
+        if min_flavors < 0 or max_flavors < 0 or negative_count < 0 or min_flavors > max_flavors:
+            raise ValueError(f"need 0 <= min_flavors <= max_flavors and negative_count >= 0, got "
+                             f"{min_flavors}, {max_flavors}, {negative_count}")
+        batch = self._prepare(images)
+        need = MODES[mode]
+        with self._session():
+            caps = self._captions(batch, captions) if need["caption"] else ["" for _ in batch]
+            if not need["clip"]:
+                return [InterrogationResult(mode=mode, positive=c, negative="", caption=c, source=describe(im, i))
+                        for i, (im, c) in enumerate(zip(batch, caps))]
+            feats = self._image_features(batch)
+            results = []
+            for i, (im, cap) in enumerate(zip(batch, caps)):
+                self.host.check_interrupt()
+                results.append(self._one(mode, feats[i], cap, min_flavors, max_flavors, negative_count))
+                results[-1].source = describe(im, i)
+            return results
+
+    def caption(self, images: Union[ImageInput, Sequence[ImageInput]]) -> List[str]:
+        """Captions only (no CLIP work)."""
+        return [r.caption for r in self.interrogate(images, mode="caption")]
+
+    def analyze(self, images: Union[ImageInput, Sequence[ImageInput]], top_n: int = 5,
+                tables: Optional[Sequence[str]] = None, with_caption: bool = False) -> List[AnalyzeResult]:
+        """Per image, the ``top_n`` labels of each table with their similarity."""
+        batch = self._prepare(images)
+        with self._session():
+            caps = self._captions(batch, None) if with_caption else ["" for _ in batch]
+            feats = self._image_features(batch)
+            all_tables = self._label_tables()
+            names = list(tables) if tables else [n for n in all_tables if n != "negative"]
+            for n in names:
+                if n not in all_tables:
+                    raise UnknownNameError("table", n, all_tables)
+            ranked = {n: all_tables[n].top(feats, top_n) for n in names}
+            return [AnalyzeResult(caption=caps[i], tables={n: ranked[n][i] for n in names},
+                                  source=describe(im, i)) for i, im in enumerate(batch)]
+
+    def load(self, caption: bool = True, clip: bool = True) -> None:
+        """Load models (and label tables) now instead of on first use."""
+        with self._session():
+            if clip:
+                self._label_tables()
+            if caption and self.config.caption_model:
+                self._use(self._get_captioner().handle)
+
+    def offload(self) -> None:
+        """Move every model to the offload device and drop device copies of label embeddings."""
+        with self._lock:
+            for index in self._indexes():
+                index.release()
+            handles = self._handles()
+            if handles:
+                self.host.offload(handles)
+
+    def unload(self) -> None:
+        """Forget models and label tables entirely (they reload on next use)."""
+        with self._lock:
+            self.offload()
+            self._clip = None
+            self._captioner = None
+            self._tables = None
+            self._pool = None
+            self._negative_pool = None
+            empty_device_cache()
+
+    @property
+    def models(self) -> List[ModelHandle]:
+        """Handles of the currently loaded models (for hosts that track memory)."""
+        return self._handles()
+
+    # -- internals ------------------------------------------------------------------------------------------
+    def _indexes(self) -> List[LabelIndex]:
+        return list((self._tables or {}).values()) + [p for p in (self._pool, self._negative_pool) if p is not None]
+
+    def _handles(self) -> List[ModelHandle]:
+        return [m.handle for m in (self._captioner, self._clip) if m is not None]
+
+    @contextmanager
+    def _session(self) -> Iterator[None]:
+        with self._lock:
+            try:
+                yield
+            finally:
+                if self.config.offload is not OffloadPolicy.KEEP:
+                    self.offload()
+
+    def _prepare(self, images: Union[ImageInput, Sequence[ImageInput]]) -> List[Image.Image]:
+        if isinstance(images, (Image.Image, str, os.PathLike)):
+            images = [images]
+        return [load_rgb(im, i) for i, im in enumerate(images)]
+
+    def _use(self, handle: ModelHandle) -> None:
+        if self.config.offload is OffloadPolicy.LOW_VRAM:
+            others = [h for h in self._handles() if h is not handle]
+            if others:
+                self.host.offload(others)
+        self.host.load([handle])
+
+    def _dtype(self) -> torch.dtype:
+        return self.host.dtype_for(self.host.load_device())
+
+    def _get_clip(self) -> ClipModel:
+        if self._clip is None:
+            self._clip = load_clip(self.config.clip_model, self._dtype(), self.config.model_dirs,
+                                   self.config.download_dir)
+        self._use(self._clip.handle)
+        return self._clip
+
+    def _get_captioner(self) -> Captioner:
+        if not self.config.caption_model:
+            raise InterrogatorError("this mode needs a caption model but caption_model is None; "
+                                    "set one (e.g. blip-large) or use mode 'negative'")
+        if self._captioner is None:
+            self._captioner = load_captioner(self.config.caption_model, self._dtype(), self.config.model_dirs,
+                                             self.config.download_dir)
+        return self._captioner
+
+    def _captions(self, batch: List[Image.Image], given: Optional[Sequence[Optional[str]]]) -> List[str]:
+        given = list(given) if given is not None else [None] * len(batch)
+        if len(given) != len(batch):
+            raise ValueError(f"got {len(given)} captions for {len(batch)} images")
+        todo = [i for i, c in enumerate(given) if c is None]
+        out = [c or "" for c in given]
+        if todo and not self.config.caption_model:
+            return out
+        if todo:
+            cap = self._get_captioner()
+            self._use(cap.handle)
+            bs = self.config.caption_batch_size
+            for start in range(0, len(todo), bs):
+                self.host.check_interrupt()
+                idx = todo[start:start + bs]
+                for i, text in zip(idx, cap.generate([batch[i] for i in idx], self.config.caption_max_length)):
+                    out[i] = text
+                self.host.progress(min(start + bs, len(todo)), len(todo), "captions")
+        return out
+
+    def _image_features(self, batch: List[Image.Image]) -> torch.Tensor:
+        clip = self._get_clip()
+        bs = self.config.image_batch_size
+        parts = []
+        for start in range(0, len(batch), bs):
+            self.host.check_interrupt()
+            pixels = torch.stack([clip.preprocess(im) for im in batch[start:start + bs]])
+            parts.append(clip.encode_images(pixels))
+        return torch.cat(parts)
+
+    def _label_tables(self) -> Dict[str, LabelIndex]:
+        clip = self._get_clip()
+        if self._tables is None:
+            raw = builtin_labels(self.config.data_dir)
+            raw.update(user_tables(self.config.user_tables_dir))
+            blocked = read_blocklist(self.config.blocklist)
+            tables = {}
+            for name, labels in raw.items():
+                def compute(labels: Sequence[str], name: str = name) -> torch.Tensor:
+                    def report(done: int, total: int) -> None:
+                        self.host.check_interrupt()
+                        self.host.progress(done, total, f"encoding labels: {name}")
+                    return clip.text.encode_texts(labels, self.config.text_batch_size, report)
+
+                key = name if name in TABLE_NAMES else f"user_{name}"
+                embeds = self._cache.get_or_compute(clip.cache_name, key, labels, compute, clip.embed_dim)
+                tables[name] = LabelIndex.from_table(name, labels, embeds, blocked)
+            self._tables = tables
+            self._pool = LabelIndex.concat("pool", [t for n, t in tables.items() if n != "negative"])
+            self._negative_pool = LabelIndex.concat("negative pool", [tables["flavors"], tables["negative"]])
+        return self._tables
+
+    def _one(self, mode: str, feats: torch.Tensor, caption: str, min_flavors: int, max_flavors: int,
+             negative_count: int) -> InterrogationResult:
+        clip = self._clip
+        assert clip is not None
+        tables = self._label_tables()
+        pool = self._pool
+        assert pool is not None
+        text = clip.text
+        f1 = feats.unsqueeze(0)
+        cfg = self.config
+        candidates: Dict[str, float] = {}
+
+        def step(desc: str):
+            def on_step(i: int, total: int) -> None:
+                self.host.check_interrupt()
+                self.host.progress(i, total, desc)
+            return on_step
+
+        positive = ""
+        if mode in ("fast", "best"):
+            tops = [l for l, _ in pool.top(f1, max_flavors)[0]]
+            fast = prompts.join_fitting(text, caption, tops)
+        if mode in ("classic", "best"):
+            n_flavors = max_flavors if mode == "best" else min(max_flavors, 3) if max_flavors else 0
+            top1 = {n: prompts.argmax_label(tables[n].top(f1, 1)[0]) for n in ("mediums", "artists", "trendings", "movements")}
+            flavors = [l for l, _ in tables["flavors"].top(f1, n_flavors)[0]]
+            classic = prompts.truncate_to_fit(text, prompts.classic_prompt(
+                caption, top1["mediums"], top1["artists"], top1["trendings"], top1["movements"], flavors))
+        if mode == "fast":
+            positive = fast
+        elif mode == "classic":
+            positive = classic
+        elif mode == "best":
+            phrases = [l for l, _ in pool.top(f1, cfg.flavor_intermediate_count)[0]]
+            chained = prompts.chain(text, feats, phrases, start=caption or None, min_count=min_flavors,
+                                    max_count=max_flavors, batch_size=cfg.text_batch_size,
+                                    on_step=step("flavor chain"))
+            options = {"caption": caption, "classic": classic, "fast": fast, "chain": chained.prompt}
+            options = {k: v for k, v in options.items() if v}
+            sims = prompts.similarities(text, feats, list(options.values()))
+            candidates = dict(zip(options, sims))
+            positive = options[max(candidates, key=candidates.__getitem__)]
+
+        negative = ""
+        count = max_flavors if mode == "negative" else negative_count
+        if count > 0:
+            flav = [l for l, _ in tables["flavors"].top(f1, cfg.flavor_intermediate_count, reverse=True)[0]]
+            neg_phrases = flav + tables["negative"].labels
+            if mode in ("best", "negative"):
+                negative = prompts.chain(text, feats, neg_phrases, min_count=min(min_flavors, count),
+                                         max_count=count, reverse=True, batch_size=cfg.text_batch_size,
+                                         on_step=step("negative chain")).prompt
+            else:
+                assert self._negative_pool is not None
+                worst = [l for l, _ in self._negative_pool.top(f1, count, reverse=True)[0]]
+                negative = prompts.join_fitting(text, "", worst)
+        if mode == "negative":
+            positive = ""
+        sims = dict(zip(("positive", "negative"), prompts.similarities(text, feats, [positive, negative])))
+        return InterrogationResult(
+            mode=mode, positive=positive, negative=negative, caption=caption,
+            similarity=sims["positive"] if positive else None,
+            negative_similarity=sims["negative"] if negative else None,
+            candidates=candidates,
+        )

@@ -1,0 +1,241 @@
+"""Exact fast CLIP text encoding.
+
+CLIP's text tower is causal and pools at the EOT token, so the feature of a prompt depends only on its
+tokens up to EOT. Two exact shortcuts follow:
+
+* **length trimming**: run the tower on the first L positions only (L = longest prompt in the batch)
+  instead of the padded context length;
+* **prefix reuse**: candidates that share a token prefix (every chain step scores ``"{prompt}, {phrase}"``)
+  compute the prefix's per-layer keys/values once and run only each candidate's own tokens against them.
+
+Both run the model's own modules (embeddings, layer norms, MLPs, projections) and differ from
+``model.encode_text`` only by floating-point summation order. Towers this does not recognise (non-causal,
+cls-token or non-argmax pooling, custom attention) fall back to ``model.encode_text`` on padded tokens.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger(__name__)
+_IDENTITY = nn.Identity()
+
+
+@dataclass
+class _Tower:
+    token_embedding: nn.Module
+    positional_embedding: torch.Tensor
+    blocks: Sequence[nn.Module]
+    ln_final: nn.Module
+    text_projection: object  # nn.Linear, Parameter/Tensor or None
+    cast_dtype: torch.dtype
+
+
+def _is_causal(mask: Optional[torch.Tensor]) -> bool:
+    if mask is None or mask.dim() != 2 or mask.shape[0] != mask.shape[1]:
+        return False
+    n = mask.shape[0]
+    upper = torch.triu(torch.ones(n, n, dtype=torch.bool, device=mask.device), 1)
+    return bool(torch.isinf(mask[upper]).all() and (mask[upper] < 0).all() and (mask[~upper] == 0).all())
+
+
+def _find_tower(model: nn.Module) -> Optional[_Tower]:
+    """The text tower's parts when it is a standard causal, argmax-pooled open_clip tower, else None."""
+    owner = model
+    text = getattr(model, "text", None)
+    if text is not None and hasattr(text, "transformer") and hasattr(text, "token_embedding"):
+        owner = text
+        if getattr(owner, "cls_emb", None) is not None:
+            return None
+    needed = ("token_embedding", "positional_embedding", "transformer", "ln_final")
+    if not all(hasattr(owner, a) for a in needed):
+        return None
+    if getattr(owner, "text_pool_type", getattr(owner, "pool_type", "argmax")) != "argmax":
+        return None
+    if not _is_causal(getattr(owner, "attn_mask", None)):
+        return None
+    transformer = owner.transformer
+    blocks = list(getattr(transformer, "resblocks", []))
+    if not blocks:
+        return None
+    for b in blocks:
+        attn = getattr(b, "attn", None)
+        if not isinstance(attn, nn.MultiheadAttention) or not attn._qkv_same_embed_dim or attn.in_proj_weight is None:
+            return None
+        if not all(hasattr(b, a) for a in ("ln_1", "ln_2", "mlp")) or hasattr(b, "ln_1_kv"):
+            return None
+        if not isinstance(getattr(b, "ln_attn", nn.Identity()), nn.Identity):
+            return None
+    cast = transformer.get_cast_dtype() if hasattr(transformer, "get_cast_dtype") else owner.token_embedding.weight.dtype
+    return _Tower(owner.token_embedding, owner.positional_embedding, blocks, owner.ln_final,
+                  getattr(owner, "text_projection", None), cast)
+
+
+class _KV:
+    """Per-layer keys/values of a shared prefix: lists of [1, heads, P, head_dim]."""
+
+    def __init__(self) -> None:
+        self.k: List[torch.Tensor] = []
+        self.v: List[torch.Tensor] = []
+
+
+class TextEncoder:
+    """Encodes token batches of one open_clip model, exactly and fast where the tower allows.
+
+    Args:
+        model: an open_clip CLIP / CustomTextCLIP.
+        tokenize: ``tokenize(texts, context_length=...) -> LongTensor`` (open_clip's tokenizer).
+        context_length: the model's text context (77 for CLIP).
+    """
+
+    def __init__(self, model: nn.Module, tokenize: Callable, context_length: int) -> None:
+        self.model = model
+        self._tokenize = tokenize
+        self.context_length = context_length
+        self.tower = _find_tower(model)
+        if self.tower is None:
+            log.info("text tower not recognised as causal/argmax; using the model's own padded encode_text")
+
+    @property
+    def fast(self) -> bool:
+        return self.tower is not None
+
+    # -- tokens ---------------------------------------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Tokens [N, ctx] as the model sees them, and a bool [N] that is True where the text fits the window.
+
+        Tokenizing one position longer tells a text that fills the window exactly from one that was cut.
+        """
+        ids = self._tokenize(list(texts), context_length=self.context_length + 1)
+        fits = ids[:, self.context_length] == 0
+        ids = ids[:, : self.context_length].clone()
+        cut = ~fits
+        if cut.any():  # exactly what the tokenizer does to an over-long text: truncate, EOT last
+            ids[cut] = self._tokenize([t for t, c in zip(texts, cut.tolist()) if c], context_length=self.context_length)
+        return ids, fits
+
+    # -- encoding ---------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        """Unnormalized features [N, D] (float32) of padded token rows, as ``model.encode_text`` gives."""
+        device = self._device()
+        ids = ids.to(device)
+        if self.tower is None:
+            return self.model.encode_text(ids).float()
+        eot = ids.argmax(dim=-1)
+        length = int(eot.max().item()) + 1
+        x = self._embed(ids[:, :length], 0)
+        for blk in self.tower.blocks:
+            x, _, _ = self._block(blk, x, None, None, keep_kv=False)
+        return self._pool(x, eot)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256,
+                     progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
+        """Normalized float32 features [N, D] of ``texts``; batches grouped by token length."""
+        if not texts:
+            return torch.zeros(0, self.embed_dim)
+        ids, _ = self.tokenize(texts)
+        order = torch.argsort(ids.argmax(dim=-1), stable=True)  # bucket by length: little padding per batch
+        out = torch.empty(len(texts), self.embed_dim)
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            out[idx] = F.normalize(self.encode_tokens(ids[idx]), dim=-1).cpu()
+            if progress is not None:
+                progress(min(start + batch_size, len(texts)), len(texts))
+        return out
+
+    @torch.inference_mode()
+    def encode_with_prefix(self, ids: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Normalized features [N, D] of token rows that share a common prefix, computing the prefix once.
+
+        Exact for any rows: the shared prefix is measured, not assumed, and never reaches a row's EOT.
+        """
+        n = ids.shape[0]
+        if self.tower is None or n < 2:
+            return F.normalize(self.encode_tokens(ids), dim=-1)
+        device = self._device()
+        ids = ids.to(device)
+        eot = ids.argmax(dim=-1)
+        same = (ids == ids[:1]).all(dim=0)
+        prefix = int(same.long().cumprod(0).sum().item())
+        prefix = min(prefix, int(eot.min().item()))  # every row keeps at least its EOT in the suffix
+        if prefix < 2:
+            return F.normalize(self.encode_tokens(ids), dim=-1)
+        kv = _KV()
+        x = self._embed(ids[:1, :prefix], 0)
+        for blk in self.tower.blocks:
+            x, k, v = self._block(blk, x, None, None, keep_kv=True)
+            kv.k.append(k)
+            kv.v.append(v)
+        out = torch.empty(n, self.embed_dim, device=device)
+        for start in range(0, n, batch_size):
+            rows = ids[start:start + batch_size]
+            row_eot = eot[start:start + batch_size]
+            end = int(row_eot.max().item()) + 1
+            x = self._embed(rows[:, prefix:end], prefix)
+            for i, blk in enumerate(self.tower.blocks):
+                x, _, _ = self._block(blk, x, kv.k[i], kv.v[i], keep_kv=False)
+            out[start:start + batch_size] = self._pool(x, row_eot - prefix)
+        return F.normalize(out.float(), dim=-1)
+
+    # -- internals --------------------------------------------------------------------------------------------
+    @property
+    def embed_dim(self) -> int:
+        proj = self.tower.text_projection if self.tower is not None else getattr(self.model, "text_projection", None)
+        if isinstance(proj, nn.Linear):
+            return proj.out_features
+        if isinstance(proj, torch.Tensor):
+            return proj.shape[-1]
+        return int(self.model.encode_text(torch.zeros(1, self.context_length, dtype=torch.long,
+                                                      device=self._device())).shape[-1])
+
+    def _device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _embed(self, ids: torch.Tensor, offset: int) -> torch.Tensor:
+        t = self.tower
+        x = t.token_embedding(ids).to(t.cast_dtype)
+        return x + t.positional_embedding[offset:offset + ids.shape[1]].to(t.cast_dtype)
+
+    def _pool(self, x: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+        t = self.tower
+        x = t.ln_final(x)
+        x = x[torch.arange(x.shape[0], device=x.device), eot]
+        proj = t.text_projection
+        if isinstance(proj, nn.Linear):
+            x = proj(x)
+        elif proj is not None:
+            x = x @ proj
+        return x.float()
+
+    @staticmethod
+    def _block(blk: nn.Module, x: torch.Tensor, past_k: Optional[torch.Tensor], past_v: Optional[torch.Tensor],
+               keep_kv: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """One residual attention block on [B, T, C] with optional prefix keys/values (causal attention)."""
+        attn: nn.MultiheadAttention = blk.attn
+        b, t, c = x.shape
+        heads = attn.num_heads
+        h = blk.ln_1(x)
+        q, k, v = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).split(c, dim=-1)
+        q, k, v = (z.reshape(b, t, heads, c // heads).transpose(1, 2) for z in (q, k, v))
+        kept_k, kept_v = (k, v) if keep_kv else (None, None)
+        if past_k is None:
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            p = past_k.shape[2]
+            k = torch.cat([past_k.expand(b, -1, -1, -1), k], dim=2)
+            v = torch.cat([past_v.expand(b, -1, -1, -1), v], dim=2)
+            # query i sits at absolute position p+i and sees keys 0..p+i
+            mask = torch.ones(t, p + t, dtype=torch.bool, device=x.device).tril(diagonal=p)
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        o = o.transpose(1, 2).reshape(b, t, c)
+        o = attn.out_proj(o)
+        x = x + getattr(blk, "ls_1", _IDENTITY)(o)
+        x = x + getattr(blk, "ls_2", _IDENTITY)(blk.mlp(blk.ln_2(x)))
+        return x, kept_k, kept_v
