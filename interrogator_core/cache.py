@@ -84,7 +84,8 @@ class LabelCache:
         if problem:
             log.warning("label cache %s does not match (%s); recomputing it", path, problem)
             return None
-        return embeds.to(torch.float16)
+        # own the memory: safetensors may map the file, which another process can rewrite or truncate
+        return embeds.to(torch.float16).clone()
 
     def save(self, clip_name: str, table: str, labels: Sequence[str], embeds: torch.Tensor) -> bool:
         """Write atomically; False (after one warning per cache) when the folder is not writable."""

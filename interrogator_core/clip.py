@@ -197,12 +197,22 @@ class ClipModel:
         return torch.nn.functional.normalize(feats, dim=-1)
 
 
+class _DropRandomInitWarning(logging.Filter):
+    """open_clip warns "initialized randomly" when created without weights; ours are loaded right after."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
 def load_clip(name: str, dtype: torch.dtype = torch.float32, search_dirs: Sequence[os.PathLike] = (),
               download_dir: Optional[os.PathLike] = None) -> ClipModel:
     """Load a CLIP model on the CPU in ``dtype`` (the host moves it to its device)."""
     open_clip = _open_clip()
     source = resolve_clip(name, search_dirs)
     precision = _PRECISION.get(dtype, "fp32")
+    quiet = _DropRandomInitWarning()
+    root = logging.getLogger()
+    root.addFilter(quiet)
     try:
         if source.path is not None and source.path.is_dir():
             arch, pre = _register_folder_config(source.path)
@@ -239,6 +249,8 @@ def load_clip(name: str, dtype: torch.dtype = torch.float32, search_dirs: Sequen
             f"<models folder>/{base}.safetensors (or the hub snapshot folder to <models folder>/{base}/) "
             "or pass ARCH/path/to/weights.safetensors."
         ) from e
+    finally:
+        root.removeFilter(quiet)
     module.eval()
     module.requires_grad_(False)
     log.info("loaded CLIP %s (%s)", name, precision)

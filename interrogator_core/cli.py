@@ -1,0 +1,165 @@
+"""Command line: ``python -m interrogator_core IMAGES_OR_DIRS --mode best``."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from .batch import SIDECAR_MODES, BatchOptions, run_batch
+from .cache import default_cache_dir
+from .errors import InterrogatorError
+from .host import OffloadPolicy, StandaloneHost
+from .images import iter_image_files, open_image
+from .interrogator import MODES, Interrogator, InterrogatorConfig
+
+log = logging.getLogger("interrogator_core")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m interrogator_core",
+        description="Image → positive and negative Stable Diffusion prompt (CLIP + caption model).",
+    )
+    p.add_argument("inputs", nargs="*", help="image files and/or folders (folders are walked recursively)")
+    p.add_argument("--mode", default="best", choices=[*MODES, "analyze"], help="prompt mode (default: best)")
+    p.add_argument("--clip-model", default="ViT-L-14/openai",
+                   help="open_clip ARCH/TAG, hf-hub:ORG/REPO, ARCH/path/to/weights or a snapshot folder")
+    p.add_argument("--caption-model", default="blip-large",
+                   help="blip-base, blip-large, blip2-2.7b, blip2-flan-t5-xl, git-large-coco, a HF id, a folder, or 'none'")
+    p.add_argument("--min-flavors", type=int, default=8)
+    p.add_argument("--max-flavors", type=int, default=32)
+    p.add_argument("--negative-count", type=int, default=16, help="most terms in the negative prompt (0: none)")
+    p.add_argument("--top", type=int, default=5, help="labels per table in analyze mode")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp16", "bf16", "fp32"])
+    p.add_argument("--offload", default="keep", choices=[o.value for o in OffloadPolicy])
+    p.add_argument("--models-dir", action="append", default=[], metavar="DIR",
+                   help="folder searched for local model files first (repeatable)")
+    p.add_argument("--cache-dir", default=str(default_cache_dir()), help="label-embedding cache folder")
+    p.add_argument("--data-dir", default=None, help="folder with the built-in label lists")
+    p.add_argument("--user-tables", default=None, metavar="DIR", help="folder of extra NAME.txt label lists")
+    p.add_argument("--blocklist", default=None, metavar="FILE", help="labels never to use, one per line")
+    p.add_argument("--no-recursive", action="store_true", help="do not walk subfolders")
+    p.add_argument("--txt", choices=SIDECAR_MODES, default=None,
+                   help="write <image>.txt sidecars with the prompt: overwrite, append or skip existing")
+    p.add_argument("--jsonl", default=None, metavar="FILE", help="append one JSON line per image")
+    p.add_argument("--csv", default=None, metavar="FILE", help="append one CSV row per image")
+    p.add_argument("--resume", action="store_true", help="skip images already in --jsonl/--csv output")
+    p.add_argument("--batch-size", type=int, default=4, help="images per engine call")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no per-image printout")
+    p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--list-clip-models", action="store_true")
+    p.add_argument("--list-caption-models", action="store_true")
+    return p
+
+
+def _config(a: argparse.Namespace) -> InterrogatorConfig:
+    caption = None if str(a.caption_model).lower() in ("none", "") else a.caption_model
+    return InterrogatorConfig(
+        clip_model=a.clip_model, caption_model=caption, cache_dir=a.cache_dir, model_dirs=a.models_dir,
+        data_dir=a.data_dir, user_tables_dir=a.user_tables, blocklist=a.blocklist, offload=a.offload,
+    )
+
+
+def _progress_bar(quiet: bool, total: int):
+    if quiet:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True)
+
+
+class _PhaseBars:
+    """tqdm bars for the engine's long phases (label encoding), fed by the host's progress callback."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bars: dict = {}
+
+    def __call__(self, step: int, total: int, desc: str) -> None:
+        if self.quiet or not desc.startswith("encoding"):
+            return
+        bar = self.bars.get(desc)
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = self.bars[desc] = tqdm(total=total, desc=desc, unit="label", file=sys.stderr, leave=False)
+        bar.update(step - bar.n)
+        if step >= total:
+            bar.close()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    a = build_parser().parse_args(argv)
+    logging.basicConfig(level=a.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if a.list_clip_models or a.list_caption_models:
+        from . import list_caption_models, list_clip_models
+
+        print("\n".join(list_clip_models() if a.list_clip_models else list_caption_models()))
+        return EXIT_OK
+    if not a.inputs:
+        print("error: give at least one image or folder (see --help)", file=sys.stderr)
+        return EXIT_USAGE
+    missing = [i for i in a.inputs if not Path(i).exists()]
+    if missing:
+        print(f"error: not found: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        ci = Interrogator(_config(a), StandaloneHost(device=a.device, dtype=a.precision, progress=_PhaseBars(a.quiet)))
+        if a.mode == "analyze":
+            return _analyze(ci, a)
+        files = list(iter_image_files(a.inputs, not a.no_recursive))
+        bar = _progress_bar(a.quiet, len(files))
+
+        def show(r) -> None:
+            if not a.quiet:
+                text = f"== {r.source}\npositive: {r.positive}\nnegative: {r.negative}\n"
+                (bar.write if bar is not None else print)(text.rstrip("\n"))
+            if bar is not None:
+                bar.update(1)
+
+        summary = run_batch(ci, a.inputs, BatchOptions(
+            mode=a.mode, min_flavors=a.min_flavors, max_flavors=a.max_flavors, negative_count=a.negative_count,
+            recursive=not a.no_recursive, sidecar=a.txt, jsonl=a.jsonl, csv=a.csv, skip_existing=a.resume,
+            chunk_size=a.batch_size), on_result=show)
+        if bar is not None:
+            bar.close()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (InterrogatorError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    for path, reason in summary.failed:
+        print(f"failed: {path}: {reason}", file=sys.stderr)
+    print(f"{summary.done} done, {summary.skipped} skipped, {len(summary.failed)} failed", file=sys.stderr)
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    if not summary.done and not summary.skipped:
+        print("error: no image could be processed", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _analyze(ci: Interrogator, a: argparse.Namespace) -> int:
+    failed = 0
+    for f in iter_image_files(a.inputs, not a.no_recursive):
+        try:
+            r = ci.analyze([open_image(f)], top_n=a.top, with_caption=bool(ci.config.caption_model))[0]
+        except InterrogatorError as e:
+            print(f"failed: {f}: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        r.source = str(f)
+        if a.jsonl:
+            with open(a.jsonl, "a", encoding="utf-8") as out:
+                out.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+        print(f"== {f}\n{r.to_text()}")
+    return EXIT_FAILED if failed else EXIT_OK

@@ -1,0 +1,111 @@
+"""Shared fixtures: tiny random-weight models saved to disk and loaded back through the users' code path."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Tests never touch the network: a missing model must fail fast with our error, not hang on a download.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from interrogator_core import Interrogator, InterrogatorConfig, StandaloneHost  # noqa: E402
+from interrogator_core.testing import make_tiny_blip, make_tiny_clip  # noqa: E402
+
+#: Small label lists (same file names as data/): keeps each test's table build under a second.
+SMALL_LISTS = {
+    "artists": ["Claude Monet", "Greg Rutkowski", "Hokusai", "Frida Kahlo", "Ansel Adams", "Alphonse Mucha"],
+    "flavors": ["highly detailed", "trending on artstation", "sharp focus", "octane render", "8k", "",
+                "concept art", "matte painting", "cinematic lighting", "bokeh", "pastel colors", "8k",
+                "digital painting", "intricate", "volumetric light", "studio photograph", "film grain",
+                "dramatic", "vibrant colors", "soft light", "wide angle", "low poly", "watercolor texture",
+                "isometric", "ultra realistic", "vaporwave", "cel shaded", "golden hour", "fantasy art",
+                "hyperrealism", "smooth", "elegant", "ethereal", "moody", "symmetrical", "minimalism"],
+    "mediums": ["a photo", "a painting", "a 3D render", "a sketch", "a watercolor painting", "an illustration"],
+    "movements": ["impressionism", "surrealism", "art nouveau", "cubism", "pop art"],
+    "negative": ["blurry", "lowres", "bad anatomy", "jpeg artifacts", "watermark", "text", "ugly",
+                 "deformed", "out of frame", "cropped"],
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict:
+    """{"clip": snapshot folder, "blip": model folder, "root": their parent} — built once per session."""
+    root = tmp_path_factory.mktemp("models")
+    return {"clip": make_tiny_clip(root / "tiny-clip"), "blip": make_tiny_blip(root / "tiny-blip"), "root": root}
+
+
+@pytest.fixture(scope="session")
+def small_data_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("data")
+    for name, labels in SMALL_LISTS.items():
+        (d / f"{name}.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
+    return d
+
+
+@pytest.fixture
+def make_interrogator(tiny_models, small_data_dir, tmp_path):
+    """Factory: an Interrogator on the tiny models and small lists, cache in a fresh temp dir."""
+
+    def make(**overrides) -> Interrogator:
+        host = overrides.pop("host", None) or StandaloneHost(device="cpu")
+        cfg = dict(clip_model=str(tiny_models["clip"]), caption_model=str(tiny_models["blip"]),
+                   cache_dir=tmp_path / "cache", data_dir=small_data_dir, caption_max_length=8)
+        cfg.update(overrides)
+        return Interrogator(InterrogatorConfig(**cfg), host=host)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def images() -> list:
+    """Three deterministic random RGB images of different sizes."""
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for h, w in ((64, 64), (48, 96), (80, 40))]
+
+
+class RecordingHost(StandaloneHost):
+    """A CPU host that records load/offload calls and can interrupt after N checks."""
+
+    def __init__(self, interrupt_after: int = -1) -> None:
+        super().__init__(device="cpu")
+        self.events: list = []
+        self.checks = 0
+        self.interrupt_after = interrupt_after
+
+    def load(self, models) -> None:
+        self.events.append(("load", tuple(m.name.split(":")[0] for m in models)))
+        super().load(models)
+
+    def offload(self, models) -> None:
+        self.events.append(("offload", tuple(sorted(m.name.split(":")[0] for m in models))))
+        super().offload(models)
+
+    def check_interrupt(self) -> None:
+        self.checks += 1
+        if 0 <= self.interrupt_after < self.checks:
+            from interrogator_core import Interrupted
+
+            raise Interrupted("test interrupt")
+
+
+def count_text_encodes(interrogator: Interrogator) -> list:
+    """A one-element list counting forward calls of the CLIP text token embedding (every text encode path)."""
+    calls = [0]
+    clip = interrogator._get_clip()
+
+    def hook(*_):
+        calls[0] += 1
+
+    tower = clip.text.tower
+    emb = tower.token_embedding if tower is not None else clip.module.token_embedding
+    emb.register_forward_hook(hook)
+    return calls

@@ -1,0 +1,129 @@
+"""Label cache: clip-interrogator 0.6.0 file contract, hits, misses, corruption, mismatch, atomic writes."""
+import hashlib
+import logging
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from conftest import count_text_encodes
+from interrogator_core import TABLE_NAMES, cache_file_name, label_hash
+from interrogator_core.labels import builtin_labels
+
+
+def _build(make_interrogator, **kw):
+    ci = make_interrogator(**kw)
+    ci.load(caption=False)
+    return ci
+
+
+def test_cold_build_writes_contract_files(make_interrogator, small_data_dir, tmp_path):
+    ci = _build(make_interrogator)
+    name = ci._clip.cache_name
+    labels = builtin_labels(small_data_dir)
+    for table in TABLE_NAMES:
+        path = tmp_path / "cache" / cache_file_name(name, table)
+        t = load_file(str(path))
+        assert set(t) == {"embeds", "hash"}
+        assert t["embeds"].dtype == torch.float16 and t["embeds"].shape == (len(labels[table]), 32)
+        assert torch.allclose(t["embeds"].float().norm(dim=-1), torch.ones(len(labels[table])), atol=2e-3)
+        digest = hashlib.sha256(",".join(labels[table]).encode()).hexdigest()
+        assert t["hash"].dtype == torch.int8 and t["hash"].tolist() == [ord(c) for c in digest]
+    assert not list((tmp_path / "cache").glob("*.tmp")), "no temp files left behind"
+
+
+def test_warm_load_encodes_nothing(make_interrogator):
+    _build(make_interrogator)
+    ci = make_interrogator()
+    calls = count_text_encodes(ci)
+    ci.load(caption=False)
+    assert calls[0] == 0
+
+
+def test_file_names_follow_clip_interrogator():
+    assert cache_file_name("ViT-L-14/openai", "flavors") == "ViT-L-14_openai_flavors.safetensors"
+    assert cache_file_name("hf-hub:laion/CLIP@x", "artists") == "hf-hub:laion_CLIP_x_artists.safetensors"
+    assert label_hash(["a", "b"]) == hashlib.sha256(b"a,b").hexdigest()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "hash", "shape", "width", "nan", "no_hash"])
+def test_bad_file_is_recomputed_with_warning(make_interrogator, tmp_path, caplog, damage):
+    ci = _build(make_interrogator)
+    path = tmp_path / "cache" / cache_file_name(ci._clip.cache_name, "mediums")
+    good = {k: v.clone() for k, v in load_file(str(path)).items()}
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"\x00" * 64)
+    else:
+        t = dict(good)
+        if damage == "hash":
+            t["hash"] = torch.tensor([ord(c) for c in "0" * 64], dtype=torch.int8)
+        elif damage == "shape":
+            t["embeds"] = t["embeds"][:-1].contiguous()
+        elif damage == "width":
+            t["embeds"] = torch.zeros(t["embeds"].shape[0], 16, dtype=torch.float16)
+        elif damage == "nan":
+            t["embeds"] = t["embeds"].clone()
+            t["embeds"][0, 0] = float("nan")
+        elif damage == "no_hash":
+            del t["hash"]
+        save_file(t, str(path))
+    fresh = make_interrogator()
+    calls = count_text_encodes(fresh)
+    with caplog.at_level(logging.WARNING, logger="interrogator_core.cache"):
+        fresh.load(caption=False)
+    assert calls[0] > 0, "the damaged table must be re-encoded"
+    assert any("mediums" in r.getMessage() and "recomputing" in r.getMessage() for r in caplog.records)
+    rewritten = load_file(str(path))
+    assert torch.equal(rewritten["hash"], good["hash"])
+    assert torch.allclose(rewritten["embeds"].float(), good["embeds"].float(), atol=1e-3)
+
+
+def test_unwritable_cache_dir_works_in_memory_and_warns_once(make_interrogator, tmp_path, caplog, images):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache folder should be")
+    with caplog.at_level(logging.WARNING, logger="interrogator_core.cache"):
+        ci = make_interrogator(cache_dir=blocker / "cache")
+        results = ci.interrogate(images[:1], mode="fast")
+    assert results[0].positive
+    warnings = [r for r in caplog.records if "cannot write label cache" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_memory_only_cache(make_interrogator, tmp_path, images):
+    ci = make_interrogator(cache_dir=None)
+    assert ci.interrogate(images[:1], mode="fast")[0].positive
+    assert not (tmp_path / "cache").exists()
+
+
+def test_cache_written_by_clip_interrogator_060_loads_with_zero_encodes(tiny_models, small_data_dir, tmp_path):
+    """clip-interrogator 0.6.0's own LabelTable code writes the cache; we load it without encoding."""
+    ci060 = pytest.importorskip("clip_interrogator")
+    assert ci060.__version__ == "0.6.0"
+    from interrogator_core import Interrogator, InterrogatorConfig, StandaloneHost
+    from interrogator_core.clip import load_clip
+
+    arch = "pi-tiny-0"  # registered by make_tiny_clip
+    weights = tmp_path / "tiny.safetensors"
+    shutil.copy(tiny_models["clip"] / "open_clip_model.safetensors", weights)
+    ours = Interrogator(InterrogatorConfig(clip_model=f"{arch}/{weights}", caption_model=None,
+                                           cache_dir=tmp_path / "cache", data_dir=small_data_dir),
+                        StandaloneHost(device="cpu"))
+    clip = load_clip(f"{arch}/{weights}")
+    theirs = ci060.Config(clip_model_name=f"{arch}/tiny", caption_model_name=None, cache_path=str(tmp_path / "cache"),
+                          download_cache=False, device="cpu", data_path=str(small_data_dir), quiet=True)
+    theirs.clip_model, theirs.clip_preprocess = clip.module, clip.preprocess  # class attributes, not fields
+    ci060.Interrogator(theirs)
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == len(TABLE_NAMES)
+    assert ours._get_clip().cache_name.replace("/", "_") == f"{arch}_tiny"
+    calls = count_text_encodes(ours)
+    ours.load(caption=False)
+    assert calls[0] == 0
+    # and the loaded embeddings are theirs
+    flav = ours._tables["flavors"]
+    ref = load_file(str(tmp_path / "cache" / f"{arch}_tiny_flavors.safetensors"))["embeds"]
+    labels = builtin_labels(small_data_dir)["flavors"]
+    first = labels.index(flav.labels[0])
+    assert torch.equal(flav.embeds[0], ref[first])

@@ -1,0 +1,46 @@
+"""The exact fast text paths give model.encode_text's features (fp32, max abs diff <= 1e-4 normalized)."""
+import torch
+import torch.nn.functional as F
+
+from interrogator_core.clip import load_clip
+
+PROMPTS = ["a photo", "a painting of a red house by the sea, highly detailed, trending on artstation",
+           "cat", "x " * 120, "dog, octane render", ""]
+
+
+def _reference(clip, texts):
+    ids, _ = clip.text.tokenize(texts)
+    with torch.no_grad():
+        return F.normalize(clip.module.encode_text(ids).float(), dim=-1)
+
+
+def test_tower_is_recognised(tiny_models):
+    clip = load_clip(str(tiny_models["clip"]))
+    assert clip.text.fast, "standard causal open_clip text tower must use the fast path"
+
+
+def test_length_trimmed_encoding_matches_padded_encode_text(tiny_models):
+    clip = load_clip(str(tiny_models["clip"]))
+    ours = clip.text.encode_texts(PROMPTS, batch_size=2)
+    assert (ours - _reference(clip, PROMPTS)).abs().max().item() <= 1e-4
+
+
+def test_prefix_reuse_matches_full_encode(tiny_models):
+    clip = load_clip(str(tiny_models["clip"]))
+    prefix = "a painting of a red house by the sea"
+    cands = [f"{prefix}, {p}" for p in ["bokeh", "highly detailed, sharp focus", "8k", "by Claude Monet",
+                                        "word " * 80]]
+    ids, fits = clip.text.tokenize(cands)
+    assert fits.tolist() == [True, True, True, True, False]
+    ours = clip.text.encode_with_prefix(ids, batch_size=2)
+    assert (ours - _reference(clip, cands)).abs().max().item() <= 1e-4
+
+
+def test_window_fit_flag_is_exact(tiny_models):
+    from open_clip.tokenizer import SimpleTokenizer
+
+    clip = load_clip(str(tiny_models["clip"]))
+    bpe = SimpleTokenizer()
+    texts = ["cat " * n for n in (73, 74, 75, 76)]
+    _, fits = clip.text.tokenize(texts)
+    assert fits.tolist() == [len(bpe.encode(t)) + 2 <= 77 for t in texts] == [True, True, True, False]
