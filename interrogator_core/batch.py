@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Set, Tuple, Union
 
-from .errors import ImageError, InterrogatorError, Interrupted
+from .errors import ImageError, InterrogatorError, Interrupted, ModelLoadError, ModelNotFoundError, UnknownNameError
 from .images import iter_image_files, open_image
 from .interrogator import Interrogator
 from .result import InterrogationResult
@@ -151,12 +151,14 @@ def run_batch(
                 log.error("%s", e)
                 summary.failed.append((str(f), e.reason))
         try:
-            results = interrogator.interrogate(loaded, mode=o.mode, min_flavors=o.min_flavors,
+            results = [] if not loaded else interrogator.interrogate(loaded, mode=o.mode, min_flavors=o.min_flavors,
                                                max_flavors=o.max_flavors, negative_count=o.negative_count)
         except Interrupted:
             summary.interrupted = True
             log.warning("batch interrupted after %d images; run again with skip_existing to resume", summary.done)
             break
+        except (ModelNotFoundError, ModelLoadError, UnknownNameError):
+            raise  # fatal for every image: the caller shows the message once
         except InterrogatorError as e:
             # one bad image must not sink the chunk: retry each image alone
             if len(loaded) <= 1:

@@ -116,17 +116,21 @@ class Interrogator:
         Args:
             images: PIL images or paths (one, or a list).
             mode: best, classic, fast, negative or caption (see ``list_modes()``).
-            min_flavors / max_flavors: bounds of the positive chain (best), number of flavors (fast/classic).
+            min_flavors / max_flavors: bounds of the positive chain (best; min is capped at max), number of
+                flavors (fast/classic).
             negative_count: most terms in the negative prompt (0: no negative prompt); negative mode uses
                 ``max_flavors`` instead, as clip-interrogator does.
             captions: optional captions to use instead of generating them (None entries are generated).
         """
         if mode not in MODES:
             raise UnknownNameError("mode", mode, MODES)
-        if min_flavors < 0 or max_flavors < 0 or negative_count < 0 or min_flavors > max_flavors:
-            raise ValueError(f"need 0 <= min_flavors <= max_flavors and negative_count >= 0, got "
+        if min(min_flavors, max_flavors, negative_count) < 0:
+            raise ValueError(f"min_flavors, max_flavors and negative_count must be >= 0, got "
                              f"{min_flavors}, {max_flavors}, {negative_count}")
+        min_flavors = min(min_flavors, max_flavors)
         batch = self._prepare(images)
+        if not batch:
+            return []
         need = MODES[mode]
         with self._session():
             caps = self._captions(batch, captions) if need["caption"] else ["" for _ in batch]
@@ -149,6 +153,8 @@ class Interrogator:
                 tables: Optional[Sequence[str]] = None, with_caption: bool = False) -> List[AnalyzeResult]:
         """Per image, the ``top_n`` labels of each table with their similarity."""
         batch = self._prepare(images)
+        if not batch:
+            return []
         with self._session():
             caps = self._captions(batch, None) if with_caption else ["" for _ in batch]
             feats = self._image_features(batch)
@@ -301,6 +307,7 @@ class Interrogator:
         pool = self._pool
         assert pool is not None
         text = clip.text
+        caption = prompts.truncate_to_fit(text, caption) if caption else caption
         f1 = feats.unsqueeze(0)
         cfg = self.config
         candidates: Dict[str, float] = {}

@@ -1,0 +1,95 @@
+"""The CLI end to end on a folder with subfolders, a bad file, sidecars, jsonl/csv and resume."""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from interrogator_core.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def folder(tmp_path, images):
+    d = tmp_path / "imgs"
+    (d / "sub").mkdir(parents=True)
+    images[0].save(d / "a.png")
+    images[1].save(d / "sub" / "b.jpg")
+    (d / "broken.png").write_bytes(b"not an image at all")
+    (d / "notes.md").write_text("ignored: not an image extension")
+    return d
+
+
+def _args(tiny_models, small_data_dir, tmp_path, *extra):
+    return [*extra, "--clip-model", str(tiny_models["clip"]), "--caption-model", str(tiny_models["blip"]),
+            "--cache-dir", str(tmp_path / "cache"), "--data-dir", str(small_data_dir), "--quiet"]
+
+
+def test_folder_prints_prompts_writes_sidecars_and_reports_bad_file(tiny_models, small_data_dir, tmp_path, folder,
+                                                                  capsys):
+    rc = main(_args(tiny_models, small_data_dir, tmp_path, str(folder), "--mode", "fast", "--txt", "overwrite",
+                    "--jsonl", str(tmp_path / "out.jsonl"), "--csv", str(tmp_path / "out.csv")))
+    out, err = capsys.readouterr()
+    assert rc == 1  # one file failed, the others were done
+    assert "broken.png" in err and "2 done, 0 skipped, 1 failed" in err
+    rows = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sorted(Path(r["source"]).name for r in rows) == ["a.png", "b.jpg"]
+    for r in rows:
+        side = Path(r["source"]).with_suffix(".txt").read_text().strip()
+        assert side == r["positive"] and r["negative"]
+    with open(tmp_path / "out.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 2
+
+
+def test_stdout_has_positive_and_negative_per_image(tiny_models, small_data_dir, tmp_path, folder, capsys):
+    (folder / "broken.png").unlink()
+    rc = main([*_args(tiny_models, small_data_dir, tmp_path, str(folder), "--mode", "fast")[:-1]])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert out.count("positive: ") == 2 and out.count("negative: ") == 2
+
+
+def test_resume_skips_done_images(tiny_models, small_data_dir, tmp_path, folder, capsys):
+    args = _args(tiny_models, small_data_dir, tmp_path, str(folder), "--mode", "fast", "--jsonl",
+                 str(tmp_path / "out.jsonl"), "--resume")
+    main(args)
+    capsys.readouterr()
+    main(args)
+    err = capsys.readouterr().err
+    assert "0 done, 2 skipped, 1 failed" in err
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
+
+
+def test_sidecar_skip_and_append(tiny_models, small_data_dir, tmp_path, folder):
+    (folder / "broken.png").unlink()
+    (folder / "a.txt").write_text("my own tags")
+    main(_args(tiny_models, small_data_dir, tmp_path, str(folder), "--mode", "fast", "--txt", "skip"))
+    assert (folder / "a.txt").read_text() == "my own tags"
+    assert (folder / "sub" / "b.txt").is_file()
+    main(_args(tiny_models, small_data_dir, tmp_path, str(folder), "--mode", "fast", "--txt", "append"))
+    assert (folder / "a.txt").read_text().startswith("my own tags, ")
+
+
+def test_analyze_mode(tiny_models, small_data_dir, tmp_path, folder, capsys):
+    (folder / "broken.png").unlink()
+    assert main(_args(tiny_models, small_data_dir, tmp_path, str(folder), "--mode", "analyze", "--top", "2")) == 0
+    out = capsys.readouterr().out
+    assert out.count("mediums:") == 2
+
+
+def test_missing_input_is_a_usage_error(tmp_path, capsys):
+    assert main([str(tmp_path / "nope")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_missing_model_offline_exits_nonzero_with_message(tmp_path, folder):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "interrogator_core", str(folder / "a.png"), "--clip-model",
+                        "ViT-B-32/laion2b_s34b_b79k", "--caption-model", "none", "--cache-dir", str(tmp_path / "c"), "--quiet",
+                        "--models-dir", str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 1
+    assert "ViT-B-32_laion2b_s34b_b79k" in p.stderr and "Traceback" not in p.stderr

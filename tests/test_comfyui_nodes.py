@@ -1,0 +1,412 @@
+"""Unit tests of the ComfyUI pack against hand-written fakes of ComfyUI (tests/fakes/), tiny random models.
+
+The pack is imported the way ComfyUI imports a custom node folder (``spec_from_file_location`` of the root
+``__init__.py`` as a package). The real-server test is tests/integration/test_comfyui_server.py.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Iterator, List
+
+import numpy as np
+import pytest
+import torch
+
+import interrogator_core.interrogator as engine
+from interrogator_core import Interrogator, InterrogatorConfig, Interrupted, StandaloneHost, labels
+from interrogator_core.testing import make_tiny_clip
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKES = Path(__file__).resolve().parent / "fakes"
+PACK = "prompt_interrogator_pack_under_test"
+
+
+def _drop_modules(*prefixes: str) -> None:
+    for name in list(sys.modules):
+        if any(name == p or name.startswith(p + ".") for p in prefixes):
+            del sys.modules[name]
+
+
+def load_pack() -> ModuleType:
+    """Import the repo root as ComfyUI does with a folder in custom_nodes/."""
+    _drop_modules(PACK)
+    spec = importlib.util.spec_from_file_location(PACK, ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def second_clip(tmp_path_factory) -> Path:
+    return make_tiny_clip(tmp_path_factory.mktemp("clip-b") / "tiny-clip-b", seed=1)
+
+
+@pytest.fixture
+def comfy(monkeypatch, tmp_path, tiny_models, second_clip, small_data_dir) -> Iterator[SimpleNamespace]:
+    """Fake ComfyUI modules on sys.path, a models folder with the tiny models, the pack freshly imported."""
+    _drop_modules("comfy", "folder_paths")
+    monkeypatch.syspath_prepend(str(FAKES))
+    import comfy.model_management as mm
+    import comfy.utils as utils
+    import folder_paths
+
+    mm.reset()
+    utils.UPDATES.clear()
+    models = tmp_path / "models"
+    folder = models / "clip_interrogator"
+    folder.mkdir(parents=True)
+    os.symlink(tiny_models["clip"], folder / "tiny-clip")
+    os.symlink(tiny_models["blip"], folder / "tiny-blip")
+    os.symlink(second_clip, folder / "tiny-clip-b")
+    monkeypatch.setattr(folder_paths, "models_dir", str(models))
+    monkeypatch.setattr(folder_paths, "folder_names_and_paths", {})
+    # the bundled label lists take ~20 s to encode; the small lists keep each test around a second
+    monkeypatch.setattr(labels, "DATA_DIR", small_data_dir)
+    pack = load_pack()
+    yield SimpleNamespace(mm=mm, utils=utils, folder_paths=folder_paths, pack=pack,
+                          nodes=sys.modules[PACK + ".nodes"], folder=folder)
+    _drop_modules("comfy", "folder_paths", PACK)
+
+
+def image_batch(n: int = 3, h: int = 40, w: int = 56, seed: int = 0) -> torch.Tensor:
+    """A ComfyUI IMAGE: float [B, H, W, 3] in 0..1."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((n, h, w, 3), generator=g)
+
+
+def load(comfy, clip: str = "tiny-clip", caption: str = "tiny-blip", precision: str = "auto",
+         memory: str = "host managed", node_id: str = "1") -> Interrogator:
+    (it,) = comfy.nodes.InterrogatorLoader().load(clip, caption, precision, memory, unique_id=node_id)
+    it.config.caption_max_length = 8
+    return it
+
+
+def ours(mm, it: Interrogator) -> List:
+    """The entries of ComfyUI's loaded list that hold this interrogator's models."""
+    mods = {id(h.module) for h in it.models}
+    return [lm for lm in mm.current_loaded_models if id(getattr(lm.model.model, "wrapped", None)) in mods]
+
+
+# -- entry point ---------------------------------------------------------------------------------------------
+def test_entry_exports_namespaced_v1_nodes_only(comfy):
+    pack = comfy.pack
+    assert set(pack.__all__) == {"NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"}
+    assert not hasattr(pack, "comfy_entrypoint")
+    assert set(pack.NODE_CLASS_MAPPINGS) == {"PromptInterrogator.Loader", "PromptInterrogator.Interrogate",
+                                             "PromptInterrogator.Caption", "PromptInterrogator.Analyze"}
+    assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(pack.NODE_CLASS_MAPPINGS)
+    for cls in pack.NODE_CLASS_MAPPINGS.values():
+        assert cls.CATEGORY == "image/interrogate"
+        assert callable(getattr(cls, cls.FUNCTION))
+    assert comfy.nodes.InterrogatorLoader.RETURN_TYPES == ("INTERROGATOR",)
+    assert comfy.nodes.Interrogate.INPUT_TYPES()["required"]["interrogator"] == ("INTERROGATOR",)
+    assert comfy.nodes.Interrogate.OUTPUT_IS_LIST == (True, True, True)
+
+
+def test_import_does_no_heavy_work():
+    code = (
+        "import sys, importlib.util\n"
+        f"sys.path.insert(0, {str(FAKES)!r})\n"
+        f"spec = importlib.util.spec_from_file_location('pack', {str(ROOT / '__init__.py')!r}, "
+        f"submodule_search_locations=[{str(ROOT)!r}])\n"
+        "m = importlib.util.module_from_spec(spec); sys.modules['pack'] = m; spec.loader.exec_module(m)\n"
+        "assert len(m.NODE_CLASS_MAPPINGS) == 4, m.NODE_CLASS_MAPPINGS\n"
+        "heavy = [n for n in ('open_clip', 'transformers', 'comfy.model_management', 'folder_paths') "
+        "if n in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+        # appended, never prepended: our nodes.py must not shadow ComfyUI's top-level `nodes`
+        f"print('LAST', sys.path[-1] == {str(ROOT)!r})\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout
+    assert "LAST True" in out.stdout
+
+
+def test_missing_dependency_logs_one_error_and_registers_nothing(comfy, monkeypatch, caplog):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a, **k: None if name == "open_clip" else real_find_spec(name, *a, **k))
+    with caplog.at_level(logging.ERROR):
+        pack = load_pack()
+    assert pack.NODE_CLASS_MAPPINGS == {} and pack.NODE_DISPLAY_NAME_MAPPINGS == {}
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "open-clip-torch" in errors[0].getMessage() and "requirements.txt" in errors[0].getMessage()
+
+
+# -- model folder --------------------------------------------------------------------------------------------
+def test_model_folder_registered_and_local_models_listed_first(comfy):
+    req = comfy.nodes.InterrogatorLoader.INPUT_TYPES()["required"]
+    folder = os.path.join(comfy.folder_paths.models_dir, "clip_interrogator")
+    assert comfy.folder_paths.get_folder_paths("clip_interrogator") == [folder]
+    clips, captions = req["clip_model"][0], req["caption_model"][0]
+    assert clips[:2] == ["tiny-clip", "tiny-clip-b"] and "ViT-L-14/openai" in clips
+    assert captions[:2] == ["none", "tiny-blip"] and "blip-large" in captions
+    assert req["caption_model"][1]["default"] == "blip-large"
+    assert set(req["memory"][0]) == {"host managed", "keep loaded", "offload after run"}
+
+
+def test_label_cache_goes_to_the_model_folder(comfy):
+    it = load(comfy)
+    comfy.nodes.Interrogate().interrogate(image_batch(1), it, "fast", 2, 4, 2)
+    assert it.config.cache_dir == str(comfy.folder)
+    assert any(p.name.startswith("tiny-clip_") and p.suffix == ".safetensors" for p in comfy.folder.iterdir())
+
+
+# -- interrogate -----------------------------------------------------------------------------------------------
+def test_interrogate_batch_gives_one_string_per_image_same_as_the_engine(comfy, tiny_models, small_data_dir,
+                                                                         tmp_path):
+    images = image_batch(3)
+    it = load(comfy)
+    pos, neg, cap = comfy.nodes.Interrogate().interrogate(images, it, "best", 2, 6, 4)
+    assert len(pos) == len(neg) == len(cap) == 3
+    assert all(p.strip() for p in pos) and all(n.strip() for n in neg)
+
+    reference = Interrogator(InterrogatorConfig(clip_model=str(tiny_models["clip"]),
+                                                caption_model=str(tiny_models["blip"]), cache_dir=tmp_path / "ref",
+                                                data_dir=small_data_dir, caption_max_length=8),
+                             StandaloneHost(device="cpu", dtype="fp32"))
+    from interrogator_hosts.comfyui import tensor_to_pil
+    pil = tensor_to_pil(images)
+    expected = reference.interrogate(pil, mode="best", min_flavors=2, max_flavors=6, negative_count=4)
+    assert pos == [r.positive for r in expected]
+    assert neg == [r.negative for r in expected]
+    assert cap == [r.caption for r in expected]
+
+
+def test_models_go_through_model_patcher_and_load_models_gpu(comfy):
+    mm = comfy.mm
+    it = load(comfy)
+    comfy.nodes.Interrogate().interrogate(image_batch(2), it, "fast", 2, 4, 2)
+    loads = [args for name, args in mm.CALLS if name == "load_models_gpu"]
+    assert loads and all(force_full_load for _, force_full_load in loads)
+    patchers = {id(p) for models, _ in loads for p in models}
+    handles = it.models
+    assert len(handles) == 2
+    for h in handles:
+        patcher = h.host_data["comfy_patcher"]
+        assert id(patcher) in patchers
+        assert type(patcher.model).__name__ == "InterrogatorModelHolder"
+        assert patcher.model.wrapped is h.module  # the holder, not the transformers model, gets `.device`
+        assert patcher.model.handle_name == h.name
+        assert patcher.load_device == mm.text_encoder_device()
+        assert patcher.offload_device == mm.text_encoder_offload_device()
+    # host managed: they stay in ComfyUI's loaded list after the run, for ComfyUI to evict
+    assert len(ours(mm, it)) == 2
+
+
+def test_comfy_eviction_unloads_us_and_drops_label_embeddings_then_reloads(comfy, monkeypatch):
+    mm = comfy.mm
+    it = load(comfy)
+    node = comfy.nodes.Interrogate()
+    node.interrogate(image_batch(1), it, "fast", 2, 4, 2)
+    patchers = [h.host_data["comfy_patcher"] for h in it.models]
+    released = []
+    from interrogator_core.tables import LabelIndex
+    monkeypatch.setattr(LabelIndex, "release", lambda self: released.append(self.name))
+
+    mm.unload_all_models()  # what ComfyUI's "Unload models" / POST /free does
+    assert ours(mm, it) == []
+    assert all(p.loaded_size() == 0 for p in patchers)
+    assert "flavors" in released  # label embeddings left the device with the models
+
+    node.interrogate(image_batch(1), it, "fast", 2, 4, 2)
+    assert len(ours(mm, it)) == 2
+    assert [h.host_data["comfy_patcher"] for h in it.models] == patchers  # same registrations reused
+
+
+def test_offload_after_run_leaves_comfys_loaded_list(comfy):
+    mm = comfy.mm
+    it = load(comfy, memory="offload after run")
+    comfy.nodes.Interrogate().interrogate(image_batch(2), it, "fast", 2, 4, 2)
+    assert any(name == "load_models_gpu" for name, _ in mm.CALLS)
+    assert ours(mm, it) == []
+    assert all(h.host_data["comfy_patcher"].loaded_size() == 0 for h in it.models)
+    assert ("soft_empty_cache", ()) in mm.CALLS
+
+
+def test_keep_loaded_pins_models_outside_comfys_list(comfy):
+    mm = comfy.mm
+    it = load(comfy, memory="keep loaded")
+    comfy.nodes.Interrogate().interrogate(image_batch(1), it, "fast", 2, 4, 2)
+    assert not any(name == "load_models_gpu" for name, _ in mm.CALLS)
+    assert ours(mm, it) == [] and len(it.models) == 2
+    mm.unload_all_models()
+    assert all(h.device == mm.text_encoder_device() for h in it.models)
+
+    # switching the widget to host managed keeps the models and hands them to ComfyUI on the next run
+    again = load(comfy, memory="host managed")
+    assert again is it
+    comfy.nodes.Interrogate().interrogate(image_batch(1), it, "fast", 2, 4, 2)
+    assert len(ours(mm, it)) == 2
+
+
+def test_interrupt_uses_comfys_flag_and_exception(comfy):
+    mm = comfy.mm
+    it = load(comfy)
+    node = comfy.nodes.Interrogate()
+    mm.interrupt_current_processing(True)
+    with pytest.raises(mm.InterruptProcessingException) as info:
+        node.interrogate(image_batch(2), it, "best", 2, 6, 4)
+    assert isinstance(info.value, Interrupted)  # the engine saw its own Interrupted too
+    assert mm.processing_interrupted() is False  # ComfyUI's flag is consumed, like the real one
+    pos, _, _ = node.interrogate(image_batch(2), it, "best", 2, 6, 4)
+    assert len(pos) == 2
+
+
+def test_interrupt_is_checked_inside_the_chain(comfy, monkeypatch):
+    mm = comfy.mm
+    it = load(comfy)
+    node = comfy.nodes.Interrogate()
+    node.interrogate(image_batch(1), it, "fast", 2, 4, 2)  # load models and tables first
+    mm.CALLS.clear()
+    node.interrogate(image_batch(1), it, "best", 6, 6, 6)
+    checks = sum(1 for name, _ in mm.CALLS if name == "throw_exception_if_processing_interrupted")
+    assert checks >= 12  # every step of both chains (6 + 6), not only once per image
+
+    # an interrupt raised mid-chain stops the run
+    calls = {"n": 0}
+    real = mm.throw_exception_if_processing_interrupted
+
+    def interrupt_on_fifth() -> None:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            mm.interrupt_current_processing(True)
+        real()
+
+    monkeypatch.setattr(mm, "throw_exception_if_processing_interrupted", interrupt_on_fifth)
+    with pytest.raises(mm.InterruptProcessingException):
+        node.interrogate(image_batch(1), it, "best", 6, 6, 6)
+    assert calls["n"] == 5
+
+
+def test_progress_bar_reports_on_the_node(comfy):
+    it = load(comfy)
+    comfy.nodes.Interrogate().interrogate(image_batch(2), it, "best", 2, 4, 2)
+    updates = comfy.utils.UPDATES
+    assert updates, "no ProgressBar update"
+    assert all(0 <= value <= total for _, value, total in updates)
+    assert any(value == total for _, value, total in updates)
+
+
+def test_precision_and_devices_come_from_comfy(comfy):
+    from interrogator_hosts.comfyui import ComfyHost
+
+    mm = comfy.mm
+    cpu = torch.device("cpu")
+    mm.FP16 = True
+    assert ComfyHost("auto").dtype_for(cpu) == torch.float16
+    assert ("should_use_fp16", (cpu, False)) in mm.CALLS
+    mm.FP16 = False
+    assert ComfyHost("auto").dtype_for(cpu) == torch.float32
+    assert ComfyHost("bf16").dtype_for(cpu) == torch.bfloat16
+    mm.DEVICE, mm.OFFLOAD_DEVICE = torch.device("meta"), torch.device("cpu")
+    host = ComfyHost("fp32")
+    assert host.load_device() == torch.device("meta") and host.offload_device() == cpu
+    with pytest.raises(ValueError, match="precision"):
+        ComfyHost("fp8")
+
+
+def test_loaded_models_are_in_the_chosen_precision(comfy):
+    it = load(comfy, precision="bf16")
+    comfy.nodes.Caption().caption(image_batch(1), it)
+    assert all(h.dtype == torch.bfloat16 for h in it.models)
+    assert all(p.dtype == torch.bfloat16 for h in it.models for p in h.module.parameters())
+
+
+# -- loader cache ----------------------------------------------------------------------------------------------
+def test_changing_a_widget_reloads_only_what_changed(comfy, monkeypatch):
+    counts = {"clip": 0, "caption": 0}
+    real_clip, real_caption = engine.load_clip, engine.load_captioner
+
+    def counting_clip(*a, **k):
+        counts["clip"] += 1
+        return real_clip(*a, **k)
+
+    def counting_caption(*a, **k):
+        counts["caption"] += 1
+        return real_caption(*a, **k)
+
+    monkeypatch.setattr(engine, "load_clip", counting_clip)
+    monkeypatch.setattr(engine, "load_captioner", counting_caption)
+    node = comfy.nodes.Interrogate()
+    mm = comfy.mm
+
+    first = load(comfy)
+    node.interrogate(image_batch(1), first, "fast", 2, 4, 2)
+    assert counts == {"clip": 1, "caption": 1}
+
+    # memory policy only: the same interrogator, nothing reloads
+    same = load(comfy, memory="offload after run")
+    assert same is first
+    node.interrogate(image_batch(1), same, "fast", 2, 4, 2)
+    assert counts == {"clip": 1, "caption": 1} and ours(mm, same) == []
+
+    # another CLIP: only CLIP (and its tables) load; the caption model is reused
+    other_clip = load(comfy, clip="tiny-clip-b")
+    node.interrogate(image_batch(1), other_clip, "fast", 2, 4, 2)
+    assert counts == {"clip": 2, "caption": 1}
+
+    # caption model off: CLIP is reused
+    no_caption = load(comfy, clip="tiny-clip-b", caption="none")
+    pos, neg, cap = node.interrogate(image_batch(1), no_caption, "negative", 2, 4, 2)
+    assert counts == {"clip": 2, "caption": 1} and cap == [""] and neg[0]
+
+    # a second loader node keeps its own models
+    load(comfy, node_id="2")
+    assert comfy.nodes._LOADED["1"].interrogator is no_caption
+
+
+def test_replaced_interrogator_leaves_comfys_list(comfy):
+    mm = comfy.mm
+    first = load(comfy)
+    comfy.nodes.Interrogate().interrogate(image_batch(1), first, "fast", 2, 4, 2)
+    old_clip = next(h for h in first.models if h.name.startswith("clip:"))
+    second = load(comfy, clip="tiny-clip-b")
+    assert not any(lm.model.model.wrapped is old_clip.module for lm in mm.current_loaded_models)
+    comfy.nodes.Interrogate().interrogate(image_batch(1), second, "fast", 2, 4, 2)
+    assert len(ours(mm, second)) == 2 and len(mm.current_loaded_models) == 2
+
+
+# -- other nodes and conversions -------------------------------------------------------------------------------
+def test_caption_and_analyze_nodes(comfy):
+    it = load(comfy)
+    (caps,) = comfy.nodes.Caption().caption(image_batch(2), it)
+    assert len(caps) == 2 and all(isinstance(c, str) for c in caps)
+    (texts,) = comfy.nodes.Analyze().analyze(image_batch(2), it, 3, False)
+    assert len(texts) == 2
+    for text in texts:
+        assert "flavors:" in text and "mediums:" in text and "negative:" not in text
+        assert len([line for line in text.splitlines() if line.startswith("  ")]) >= 3 * 4
+
+
+def test_min_above_max_is_a_clear_error(comfy):
+    it = load(comfy)
+    with pytest.raises(ValueError, match="min_flavors"):
+        comfy.nodes.Interrogate().interrogate(image_batch(1), it, "best", 9, 4, 2)
+
+
+def test_tensor_to_pil():
+    from interrogator_hosts.comfyui import tensor_to_pil
+
+    batch = torch.zeros((2, 4, 5, 3))
+    batch[0, 0, 0] = torch.tensor([1.0, 0.5, 0.0])
+    batch[1] = 2.0  # out of range values clamp
+    ims = tensor_to_pil(batch)
+    assert [im.size for im in ims] == [(5, 4), (5, 4)] and all(im.mode == "RGB" for im in ims)
+    assert np.asarray(ims[0])[0, 0].tolist() == [255, 128, 0]
+    assert np.asarray(ims[1]).min() == 255
+    rgba = tensor_to_pil(torch.ones((4, 5, 4)))  # one image without batch dim, with alpha
+    assert len(rgba) == 1 and rgba[0].mode == "RGB"
+    with pytest.raises(ValueError, match="IMAGE"):
+        tensor_to_pil(torch.ones((5, 3)))

@@ -1,0 +1,70 @@
+"""Offload policies, interrupt and unload go through the host adapter."""
+import gc
+import weakref
+
+import pytest
+
+from conftest import RecordingHost
+from interrogator_core import HostAdapter, Interrupted, OffloadPolicy, StandaloneHost, UnknownNameError
+
+
+def test_standalone_host_satisfies_the_protocol():
+    assert isinstance(StandaloneHost(device="cpu"), HostAdapter)
+
+
+def test_keep_never_offloads(make_interrogator, images):
+    host = RecordingHost()
+    make_interrogator(host=host, offload="keep").interrogate(images[:1], mode="fast")
+    assert not [e for e in host.events if e[0] == "offload"]
+    assert ("load", ("caption",)) in host.events and ("load", ("clip",)) in host.events
+
+
+def test_offload_after_each_call(make_interrogator, images):
+    host = RecordingHost()
+    make_interrogator(host=host, offload="offload").interrogate(images[:1], mode="fast")
+    assert host.events[-1] == ("offload", ("caption", "clip"))
+
+
+def test_lowvram_has_one_model_on_the_device_at_a_time(make_interrogator, images):
+    host = RecordingHost()
+    make_interrogator(host=host, offload="lowvram").interrogate(images[:1], mode="fast")
+    i_caption = host.events.index(("load", ("caption",)))
+    i_clip = host.events.index(("load", ("clip",)))
+    assert ("offload", ("caption",)) in host.events[i_caption:i_clip]
+    assert host.events[-1][0] == "offload"
+
+
+def test_policy_names_are_validated():
+    assert OffloadPolicy.parse("lowvram") is OffloadPolicy.LOW_VRAM
+    with pytest.raises(UnknownNameError, match="keep"):
+        OffloadPolicy.parse("sometimes")
+
+
+def test_interrupt_mid_chain_offloads_and_next_call_works(make_interrogator, images):
+    host = RecordingHost(interrupt_after=10)
+    ci = make_interrogator(host=host, offload="offload")
+    ci.load(caption=False)
+    host.checks = 0
+    with pytest.raises(Interrupted):
+        ci.interrogate(images[:1], mode="best")
+    assert host.events[-1] == ("offload", ("caption", "clip"))
+    host.interrupt_after = -1
+    assert ci.interrogate(images[:1], mode="best")[0].positive
+
+
+def test_progress_is_reported_for_the_chain(make_interrogator, images):
+    seen = []
+    host = StandaloneHost(device="cpu", progress=lambda s, t, d: seen.append(d))
+    make_interrogator(host=host).interrogate(images[:1], mode="best")
+    assert "flavor chain" in seen and "negative chain" in seen and "captions" in seen
+
+
+def test_unload_drops_every_model_reference(make_interrogator, images):
+    ci = make_interrogator()
+    ci.interrogate(images[:1], mode="fast")
+    refs = [weakref.ref(h.module) for h in ci.models]
+    assert len(refs) == 2
+    ci.unload()
+    gc.collect()
+    assert ci.models == [] and all(r() is None for r in refs)
+    assert ci.interrogate(images[:1], mode="fast")[0].positive  # reloads on demand
