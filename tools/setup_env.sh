@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Create or update a virtual environment for this repo: torch from the machine's local wheels, then the
+# runtime requirements (+ an environment's pins), + test tools with --test.
+# Usage: tools/setup_env.sh VENV_DIR [ENV_NAME] [--test]      ENV_NAME: current (default) or a1111
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$1"; ENV_NAME="${2:-current}"; TEST="${3:-}"
+PY="${PYTHON:-python3}"
+PIP_FLAGS=(-q --disable-pip-version-check)
+log() { echo "[setup_env] $*" >&2; }
+
+[ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY" -m venv "$VENV"; }
+pip() { "$VENV/bin/python" -m pip "${PIP_FLAGS[@]}" "$@"; }
+
+# torch 2.14.1 + torchvision 0.29.1 lie on this machine's disk; never let pip pick a newer torch.
+if ! "$VENV/bin/python" -c "import torch, torchvision" >/dev/null 2>&1; then
+  log "installing torch==2.14.1 torchvision==0.29.1"
+  pip install torch==2.14.1 torchvision==0.29.1
+fi
+TV="$("$VENV/bin/python" -c 'import torch, torchvision; print(f"torch=={torch.__version__.split(chr(43))[0]}\ntorchvision=={torchvision.__version__.split(chr(43))[0]}")')"
+CONSTRAINTS="$(mktemp)"; trap 'rm -f "$CONSTRAINTS"' EXIT
+printf '%s\n' "$TV" > "$CONSTRAINTS"
+
+stamp="$VENV/.pi-setup-$ENV_NAME${TEST:+-test}"
+inputs="$(cat "$ROOT/requirements.txt" "$ROOT/.ci/envs/$ENV_NAME.txt" "$ROOT/requirements-test.txt" 2>/dev/null | sha256sum | cut -c1-16)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$inputs" ]; then
+  log "$VENV is up to date ($ENV_NAME)"; exit 0
+fi
+log "installing requirements ($ENV_NAME) into $VENV"
+pip install -c "$CONSTRAINTS" -r "$ROOT/requirements.txt" -r "$ROOT/.ci/envs/$ENV_NAME.txt"
+if [ "$TEST" = "--test" ]; then
+  pip install -c "$CONSTRAINTS" -r "$ROOT/requirements-test.txt"
+  # the reference implementation, for the cache-compatibility test and the benchmark (its deps are ours)
+  pip install --no-deps clip-interrogator==0.6.0
+  # a registry torchaudio next to the local torch breaks `import transformers`
+  "$VENV/bin/python" -m pip uninstall -y -q torchaudio >/dev/null 2>&1 || true
+fi
+echo "$inputs" > "$stamp"
