@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Union
 
@@ -15,7 +16,15 @@ from .errors import InterrogatorError
 
 log = logging.getLogger(__name__)
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+def _data_dir() -> Path:
+    """data/ next to the package (a checkout or a host's extension folder), else where pip put it."""
+    here = Path(__file__).resolve().parent.parent / "data"
+    if here.is_dir():
+        return here
+    return Path(sys.prefix) / "share" / "prompt-interrogator" / "data"
+
+
+DATA_DIR = _data_dir()
 
 #: Built-in table names, in clip-interrogator's order. These are also the cache-file suffixes.
 TABLE_NAMES = ("artists", "flavors", "mediums", "movements", "trendings", "negative")

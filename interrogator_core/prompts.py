@@ -92,8 +92,7 @@ def chain(
             on_step(idx, max_count)
         if not pool:
             break
-        candidates = [curr + SEPARATOR + p for p in pool]
-        ids, ok = text.tokenize(candidates)
+        ids, ok = text.candidate_ids(curr, pool, SEPARATOR)
         if not ok.any():
             break
         keep = ok.nonzero().flatten()
@@ -101,11 +100,12 @@ def chain(
         sims = sign * (emb @ feats.to(emb.device))
         k = int(sims.argmax().item())
         j, sim = int(keep[k].item()), float(sims[k].item())
+        candidate = curr + SEPARATOR + pool[j]
         if sim > best_sim:
-            best, best_sim = candidates[j], sim
+            best, best_sim = candidate, sim
         if not (sim > curr_sim or idx < min_count):
             break
-        curr, curr_sim = candidates[j], sim
+        curr, curr_sim = candidate, sim
         pool.pop(j)
         steps += 1
     return ChainResult(best, sign * best_sim, steps)

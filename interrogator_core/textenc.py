@@ -76,12 +76,46 @@ def _find_tower(model: nn.Module) -> Optional[_Tower]:
                   getattr(owner, "text_projection", None), cast)
 
 
+def _length_batches(eot: torch.Tensor, batch_size: int) -> List[torch.Tensor]:
+    """Row indices grouped by equal EOT position, each group split into batches of at most ``batch_size``."""
+    order = torch.argsort(eot, stable=True)
+    lengths = eot[order]
+    batches = []
+    for length in torch.unique_consecutive(lengths):
+        rows = order[lengths == length]
+        batches.extend(rows[i:i + batch_size] for i in range(0, len(rows), batch_size))
+    return batches
+
+
 class _KV:
     """Per-layer keys/values of a shared prefix: lists of [1, heads, P, head_dim]."""
 
     def __init__(self) -> None:
         self.k: List[torch.Tensor] = []
         self.v: List[torch.Tensor] = []
+
+
+def _simple_bpe(tokenize: Callable):
+    """open_clip's SimpleTokenizer behind ``tokenize`` when it is the plain lower-casing, truncating one."""
+    try:
+        from open_clip import tokenizer as oc_tok
+    except ImportError:  # pragma: no cover
+        return None
+    tok = tokenize
+    if not isinstance(tok, getattr(oc_tok, "SimpleTokenizer", ())):
+        tok = getattr(oc_tok, "_tokenizer", None) if tokenize is getattr(oc_tok, "tokenize", None) else None
+    if tok is None or getattr(tok, "reduction_fn", None) is not None:
+        return None
+    clean = getattr(tok, "clean_fn", None)
+    if clean is not None and clean is not getattr(oc_tok, "_clean_lower", None):
+        return None
+    return tok
+
+
+def _plain_ascii(text: str) -> bool:
+    """Printable ASCII without '&': open_clip's ftfy/html cleaning leaves such text unchanged but for
+    whitespace and case, so its tokens can be concatenated at a ", " boundary exactly."""
+    return text.isascii() and text.isprintable() and "&" not in text
 
 
 class TextEncoder:
@@ -98,6 +132,8 @@ class TextEncoder:
         self._tokenize = tokenize
         self.context_length = context_length
         self.tower = _find_tower(model)
+        self._bpe = _simple_bpe(tokenize)
+        self._phrase_ids: dict = {}
         if self.tower is None:
             log.info("text tower not recognised as causal/argmax; using the model's own padded encode_text")
 
@@ -119,6 +155,39 @@ class TextEncoder:
             ids[cut] = self._tokenize([t for t, c in zip(texts, cut.tolist()) if c], context_length=self.context_length)
         return ids, fits
 
+    def candidate_ids(self, prompt: str, phrases: Sequence[str], sep: str = ", ") -> Tuple[torch.Tensor, torch.Tensor]:
+        """``tokenize([prompt + sep + p for p in phrases])`` — computed by concatenating cached BPE ids where
+        that is provably identical (see :func:`_plain_ascii`; the prompt must end in a letter or digit so the
+        separator starts a new token), by the tokenizer itself otherwise."""
+        texts = [prompt + sep + p for p in phrases]
+        bpe = self._bpe
+        if bpe is None or sep != ", " or not _plain_ascii(prompt) or not prompt.rstrip()[-1:].isalnum():
+            return self.tokenize(texts)
+        ctx = self.context_length
+        head = [bpe.sot_token_id if hasattr(bpe, "sot_token_id") else bpe.encoder["<start_of_text>"]]
+        head += bpe.encode(prompt) + bpe.encode(",")
+        eot = bpe.eot_token_id if hasattr(bpe, "eot_token_id") else bpe.encoder["<end_of_text>"]
+        ids = torch.zeros(len(texts), ctx, dtype=torch.long)
+        fits = torch.ones(len(texts), dtype=torch.bool)
+        slow = []
+        for i, p in enumerate(phrases):
+            tail = self._phrase_ids.get(p)
+            if tail is None:
+                tail = bpe.encode(p) if _plain_ascii(p) and p.strip() else False
+                self._phrase_ids[p] = tail
+            if tail is False:
+                slow.append(i)
+                continue
+            row = head + tail + [eot]
+            if len(row) > ctx:  # the tokenizer truncates and puts EOT last
+                row = row[:ctx]
+                row[-1] = eot
+                fits[i] = False
+            ids[i, : len(row)] = torch.tensor(row)
+        if slow:
+            ids[slow], fits[slow] = self.tokenize([texts[i] for i in slow])
+        return ids, fits
+
     # -- encoding ---------------------------------------------------------------------------------------------
     @torch.inference_mode()
     def encode_tokens(self, ids: torch.Tensor) -> torch.Tensor:
@@ -137,17 +206,21 @@ class TextEncoder:
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256,
                      progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
-        """Normalized float32 features [N, D] of ``texts``; batches grouped by token length."""
+        """Normalized float32 features [N, D] of ``texts``.
+
+        Rows are bucketed by exact token length, so no batch carries padding (over-long texts are cut
+        exactly as the tokenizer cuts them).
+        """
         if not texts:
             return torch.zeros(0, self.embed_dim)
-        ids, _ = self.tokenize(texts)
-        order = torch.argsort(ids.argmax(dim=-1), stable=True)  # bucket by length: little padding per batch
+        ids = self._tokenize(list(texts), context_length=self.context_length)
         out = torch.empty(len(texts), self.embed_dim)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start:start + batch_size]
+        done = 0
+        for idx in _length_batches(ids.argmax(dim=-1), batch_size if self.fast else max(batch_size, 1)):
             out[idx] = F.normalize(self.encode_tokens(ids[idx]), dim=-1).cpu()
+            done += len(idx)
             if progress is not None:
-                progress(min(start + batch_size, len(texts)), len(texts))
+                progress(done, len(texts))
         return out
 
     @torch.inference_mode()

@@ -1,4 +1,5 @@
 """The exact fast text paths give model.encode_text's features (fp32, max abs diff <= 1e-4 normalized)."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -17,6 +18,7 @@ def _reference(clip, texts):
 def test_tower_is_recognised(tiny_models):
     clip = load_clip(str(tiny_models["clip"]))
     assert clip.text.fast, "standard causal open_clip text tower must use the fast path"
+    assert clip.text._bpe is not None, "open_clip's SimpleTokenizer must allow cached candidate tokens"
 
 
 def test_length_trimmed_encoding_matches_padded_encode_text(tiny_models):
@@ -44,3 +46,16 @@ def test_window_fit_flag_is_exact(tiny_models):
     texts = ["cat " * n for n in (73, 74, 75, 76)]
     _, fits = clip.text.tokenize(texts)
     assert fits.tolist() == [len(bpe.encode(t)) + 2 <= 77 for t in texts] == [True, True, True, False]
+
+
+@pytest.mark.parametrize("prompt", [
+    "a painting of a red house by the sea", "Photo OF   a cat 2", "ends with punctuation!", "café au lait",
+    "tom & jerry", "word " * 70, "(((masterpiece", "a", "it's 8k",
+])
+def test_candidate_ids_equal_the_tokenizer(tiny_models, prompt):
+    clip = load_clip(str(tiny_models["clip"]))
+    phrases = ["bokeh", "by Claude Monet", "8k", "(((best quality)))", "it's art", "über detailed",
+               "R&D lab", "trending on artstation", "x" * 200, " spaced  out ", "", "a, b", "UPPER case"]
+    ids, fits = clip.text.candidate_ids(prompt, phrases)
+    ref_ids, ref_fits = clip.text.tokenize([prompt + ", " + p for p in phrases])
+    assert torch.equal(ids, ref_ids) and torch.equal(fits, ref_fits)
