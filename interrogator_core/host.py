@@ -187,3 +187,32 @@ class StandaloneHost:
     def progress(self, step: int, total: int, desc: str = "") -> None:
         if self._progress is not None:
             self._progress(step, total, desc)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for a device out-of-memory error (CUDA, MPS, or a backend's RuntimeError saying so)."""
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom is not None and isinstance(error, oom):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def retry_smaller_on_oom(run: Callable[[int], Any], batch_size: int, what: str) -> Any:
+    """``run(batch_size)``, halving the batch on a device OOM; at batch 1 raise DeviceOutOfMemoryError."""
+    from .errors import DeviceOutOfMemoryError
+
+    bs = max(1, int(batch_size))
+    while True:
+        try:
+            return run(bs)
+        except Exception as e:  # noqa: BLE001 - filtered right below
+            if not is_out_of_memory(e):
+                raise
+            empty_device_cache()
+            if bs == 1:
+                raise DeviceOutOfMemoryError(
+                    f"out of device memory while {what}, even one item at a time. Free VRAM (unload other "
+                    "models), use the 'lowvram' offload policy, fp16 precision, or a smaller CLIP model."
+                ) from None
+            bs = max(1, bs // 2)
+            log.warning("out of device memory while %s; retrying with batch size %d", what, bs)

@@ -16,7 +16,7 @@ from .cache import LabelCache, default_cache_dir
 from .caption import Captioner, load_captioner
 from .clip import ClipModel, load_clip
 from .errors import InterrogatorError, UnknownNameError
-from .host import HostAdapter, ModelHandle, OffloadPolicy, StandaloneHost, empty_device_cache
+from .host import HostAdapter, ModelHandle, OffloadPolicy, StandaloneHost, empty_device_cache, retry_smaller_on_oom
 from .images import ImageInput, describe, load_rgb
 from .labels import TABLE_NAMES, builtin_labels, read_blocklist, user_tables
 from .result import AnalyzeResult, InterrogationResult
@@ -141,7 +141,9 @@ class Interrogator:
             results = []
             for i, (im, cap) in enumerate(zip(batch, caps)):
                 self.host.check_interrupt()
-                results.append(self._one(mode, feats[i], cap, min_flavors, max_flavors, negative_count))
+                results.append(retry_smaller_on_oom(
+                    lambda bs: self._one(mode, feats[i], cap, min_flavors, max_flavors, negative_count, bs),
+                    self.config.text_batch_size, "building prompts"))
                 results[-1].source = describe(im, i)
             return results
 
@@ -258,24 +260,30 @@ class Interrogator:
         if todo:
             cap = self._get_captioner()
             self._use(cap.handle)
-            bs = self.config.caption_batch_size
-            for start in range(0, len(todo), bs):
-                self.host.check_interrupt()
-                idx = todo[start:start + bs]
-                for i, text in zip(idx, cap.generate([batch[i] for i in idx], self.config.caption_max_length)):
-                    out[i] = text
-                self.host.progress(min(start + bs, len(todo)), len(todo), "captions")
+
+            def run(bs: int) -> None:
+                for start in range(0, len(todo), bs):
+                    self.host.check_interrupt()
+                    idx = todo[start:start + bs]
+                    for i, text in zip(idx, cap.generate([batch[i] for i in idx], self.config.caption_max_length)):
+                        out[i] = text
+                    self.host.progress(min(start + bs, len(todo)), len(todo), "captions")
+
+            retry_smaller_on_oom(run, self.config.caption_batch_size, "captioning")
         return out
 
     def _image_features(self, batch: List[Image.Image]) -> torch.Tensor:
         clip = self._get_clip()
-        bs = self.config.image_batch_size
-        parts = []
-        for start in range(0, len(batch), bs):
-            self.host.check_interrupt()
-            pixels = torch.stack([clip.preprocess(im) for im in batch[start:start + bs]])
-            parts.append(clip.encode_images(pixels))
-        return torch.cat(parts)
+
+        def run(bs: int) -> torch.Tensor:
+            parts = []
+            for start in range(0, len(batch), bs):
+                self.host.check_interrupt()
+                pixels = torch.stack([clip.preprocess(im) for im in batch[start:start + bs]])
+                parts.append(clip.encode_images(pixels))
+            return torch.cat(parts)
+
+        return retry_smaller_on_oom(run, self.config.image_batch_size, "encoding images")
 
     def _label_tables(self) -> Dict[str, LabelIndex]:
         clip = self._get_clip()
@@ -289,7 +297,8 @@ class Interrogator:
                     def report(done: int, total: int) -> None:
                         self.host.check_interrupt()
                         self.host.progress(done, total, f"encoding labels: {name}")
-                    return clip.text.encode_texts(labels, self.config.text_batch_size, report)
+                    return retry_smaller_on_oom(lambda bs: clip.text.encode_texts(labels, bs, report),
+                                                self.config.text_batch_size, f"encoding the {name} labels")
 
                 key = name if name in TABLE_NAMES else f"user_{name}"
                 embeds = self._cache.get_or_compute(clip.cache_name, key, labels, compute, clip.embed_dim)
@@ -300,7 +309,7 @@ class Interrogator:
         return self._tables
 
     def _one(self, mode: str, feats: torch.Tensor, caption: str, min_flavors: int, max_flavors: int,
-             negative_count: int) -> InterrogationResult:
+             negative_count: int, text_batch: int) -> InterrogationResult:
         clip = self._clip
         assert clip is not None
         tables = self._label_tables()
@@ -335,7 +344,7 @@ class Interrogator:
         elif mode == "best":
             phrases = [l for l, _ in pool.top(f1, cfg.flavor_intermediate_count)[0]]
             chained = prompts.chain(text, feats, phrases, start=caption or None, min_count=min_flavors,
-                                    max_count=max_flavors, batch_size=cfg.text_batch_size,
+                                    max_count=max_flavors, batch_size=text_batch,
                                     on_step=step("flavor chain"))
             options = {"caption": caption, "classic": classic, "fast": fast, "chain": chained.prompt}
             options = {k: v for k, v in options.items() if v}
@@ -350,7 +359,7 @@ class Interrogator:
             neg_phrases = flav + tables["negative"].labels
             if mode in ("best", "negative"):
                 negative = prompts.chain(text, feats, neg_phrases, min_count=min(min_flavors, count),
-                                         max_count=count, reverse=True, batch_size=cfg.text_batch_size,
+                                         max_count=count, reverse=True, batch_size=text_batch,
                                          on_step=step("negative chain")).prompt
             else:
                 assert self._negative_pool is not None

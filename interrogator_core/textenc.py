@@ -198,26 +198,35 @@ class TextEncoder:
             return self.model.encode_text(ids).float()
         eot = ids.argmax(dim=-1)
         length = int(eot.max().item()) + 1
-        x = self._embed(ids[:, :length], 0)
-        for blk in self.tower.blocks:
-            x, _, _ = self._block(blk, x, None, None, keep_kv=False)
-        return self._pool(x, eot)
+        return self._forward(self._embed(ids[:, :length], 0), eot, None)
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256,
                      progress: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
-        """Normalized float32 features [N, D] of ``texts``.
+        """Normalized float32 features [N, D] of ``texts`` (over-long texts cut as the tokenizer cuts them).
 
-        Rows are bucketed by exact token length, so no batch carries padding (over-long texts are cut
-        exactly as the tokenizer cuts them).
+        Texts are sorted by their tokens and each batch runs as a prefix tree: a token shared by several
+        texts at the same position after the same tokens ("by ", "a photo of ", the start token) is computed
+        once. Towers without the fast path run padded batches of equal length.
         """
         if not texts:
             return torch.zeros(0, self.embed_dim)
         ids = self._tokenize(list(texts), context_length=self.context_length)
         out = torch.empty(len(texts), self.embed_dim)
+        if self.tower is None:
+            batches = _length_batches(ids.argmax(dim=-1), batch_size)
+        else:
+            eot = ids.argmax(dim=-1).tolist()
+            seqs = [row[: e + 1] for row, e in zip(ids.tolist(), eot)]
+            order = sorted(range(len(seqs)), key=seqs.__getitem__)
+            batches = [torch.tensor(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
         done = 0
-        for idx in _length_batches(ids.argmax(dim=-1), batch_size if self.fast else max(batch_size, 1)):
-            out[idx] = F.normalize(self.encode_tokens(ids[idx]), dim=-1).cpu()
+        for idx in batches:
+            if self.tower is None:
+                feats = self.encode_tokens(ids[idx])
+            else:
+                feats = self._encode_tree([seqs[i] for i in idx.tolist()])
+            out[idx] = F.normalize(feats, dim=-1).cpu()
             done += len(idx)
             if progress is not None:
                 progress(done, len(texts))
@@ -251,10 +260,7 @@ class TextEncoder:
             rows = ids[start:start + batch_size]
             row_eot = eot[start:start + batch_size]
             end = int(row_eot.max().item()) + 1
-            x = self._embed(rows[:, prefix:end], prefix)
-            for i, blk in enumerate(self.tower.blocks):
-                x, _, _ = self._block(blk, x, kv.k[i], kv.v[i], keep_kv=False)
-            out[start:start + batch_size] = self._pool(x, row_eot - prefix)
+            out[start:start + batch_size] = self._forward(self._embed(rows[:, prefix:end], prefix), row_eot - prefix, kv)
         return F.normalize(out.float(), dim=-1)
 
     # -- internals --------------------------------------------------------------------------------------------
@@ -276,10 +282,67 @@ class TextEncoder:
         x = t.token_embedding(ids).to(t.cast_dtype)
         return x + t.positional_embedding[offset:offset + ids.shape[1]].to(t.cast_dtype)
 
-    def _pool(self, x: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, eot: torch.Tensor, kv: Optional[_KV]) -> torch.Tensor:
+        """Embedded tokens [B, T, C] (after an optional prefix) → projected EOT features [B, D] (float32).
+
+        The last block computes queries, MLP and output only at each row's EOT position: nothing else of it
+        reaches the pooled feature.
+        """
+        blocks = self.tower.blocks
+        for i, blk in enumerate(blocks[:-1]):
+            x, _, _ = self._block(blk, x, kv.k[i] if kv else None, kv.v[i] if kv else None, keep_kv=False)
+        return self._project(self._last_block(blocks[-1], x, eot, kv.k[-1] if kv else None, kv.v[-1] if kv else None))
+
+    def _encode_tree(self, seqs: List[List[int]]) -> torch.Tensor:
+        """Projected EOT features [N, D] of token sequences (SOT..EOT), computing each distinct prefix once.
+
+        Depth by depth, every node of the prefix tree is one token attending to its ancestors' keys/values
+        (all of them: causal attention), which is exactly what the padded forward computes for it.
+        """
+        device = self._device()
+        t = self.tower
+        n, depth_max = len(seqs), max(len(s) for s in seqs)
+        node = [-1] * n
+        levels = []  # per depth: (token ids, parent node index at depth-1, {node: rows ending there})
+        for d in range(depth_max):
+            index: dict = {}
+            toks, parents, ends = [], [], {}
+            for r, s in enumerate(seqs):
+                if len(s) <= d:
+                    continue
+                key = (node[r], s[d])
+                j = index.get(key)
+                if j is None:
+                    j = index[key] = len(toks)
+                    toks.append(s[d])
+                    parents.append(node[r])
+                node[r] = j
+                if d == len(s) - 1:
+                    ends.setdefault(j, []).append(r)
+            levels.append((toks, parents, ends))
+        out = torch.empty(n, self.embed_dim, device=device)
+        past_k: List[Optional[torch.Tensor]] = [None] * len(t.blocks)  # [nodes, heads, depth, head_dim]
+        past_v: List[Optional[torch.Tensor]] = [None] * len(t.blocks)
+        for d, (toks, parents, ends) in enumerate(levels):
+            x = t.token_embedding(torch.tensor(toks, device=device)).to(t.cast_dtype)
+            x = (x + t.positional_embedding[d].to(t.cast_dtype)).unsqueeze(1)  # [nodes, 1, C]
+            par = torch.tensor(parents, device=device)
+            for i, blk in enumerate(t.blocks):
+                pk = None if d == 0 else past_k[i][par]
+                pv = None if d == 0 else past_v[i][par]
+                x, k, v = self._block(blk, x, pk, pv, keep_kv=True, full_kv=True)
+                past_k[i], past_v[i] = k, v
+            if ends:
+                nodes = list(ends)
+                rows = [r for j in nodes for r in ends[j]]
+                reps = torch.tensor([len(ends[j]) for j in nodes], device=device)
+                feats = self._project(x[torch.tensor(nodes, device=device), 0])
+                out[torch.tensor(rows, device=device)] = feats.repeat_interleave(reps, dim=0)
+        return out
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
         t = self.tower
         x = t.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), eot]
         proj = t.text_projection
         if isinstance(proj, nn.Linear):
             x = proj(x)
@@ -288,9 +351,35 @@ class TextEncoder:
         return x.float()
 
     @staticmethod
+    def _last_block(blk: nn.Module, x: torch.Tensor, eot: torch.Tensor, past_k: Optional[torch.Tensor],
+                    past_v: Optional[torch.Tensor]) -> torch.Tensor:
+        """The final residual block evaluated at the EOT rows only: [B, T, C] → [B, C]."""
+        attn: nn.MultiheadAttention = blk.attn
+        b, t, c = x.shape
+        heads = attn.num_heads
+        w, bias = attn.in_proj_weight, attn.in_proj_bias
+        rows = torch.arange(b, device=x.device)
+        h = blk.ln_1(x)
+        q = F.linear(h[rows, eot], w[:c], None if bias is None else bias[:c]).reshape(b, heads, 1, c // heads)
+        k, v = F.linear(h, w[c:], None if bias is None else bias[c:]).split(c, dim=-1)
+        k, v = (z.reshape(b, t, heads, c // heads).transpose(1, 2) for z in (k, v))
+        p = 0
+        if past_k is not None:
+            p = past_k.shape[2]
+            k = torch.cat([past_k.expand(b, -1, -1, -1), k], dim=2)
+            v = torch.cat([past_v.expand(b, -1, -1, -1), v], dim=2)
+        visible = torch.arange(p + t, device=x.device)[None, :] <= (p + eot)[:, None]  # causal, per row
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=visible[:, None, None, :])
+        xe = x[rows, eot] + getattr(blk, "ls_1", _IDENTITY)(attn.out_proj(o.reshape(b, c)))
+        return xe + getattr(blk, "ls_2", _IDENTITY)(blk.mlp(blk.ln_2(xe)))
+
+    @staticmethod
     def _block(blk: nn.Module, x: torch.Tensor, past_k: Optional[torch.Tensor], past_v: Optional[torch.Tensor],
-               keep_kv: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """One residual attention block on [B, T, C] with optional prefix keys/values (causal attention)."""
+               keep_kv: bool, full_kv: bool = False) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """One residual attention block on [B, T, C] with optional prefix keys/values (causal attention).
+
+        With ``keep_kv`` it also returns this block's keys/values: the rows' own, or with ``full_kv`` the
+        prefix's and the rows' together."""
         attn: nn.MultiheadAttention = blk.attn
         b, t, c = x.shape
         heads = attn.num_heads
@@ -307,6 +396,8 @@ class TextEncoder:
             # query i sits at absolute position p+i and sees keys 0..p+i
             mask = torch.ones(t, p + t, dtype=torch.bool, device=x.device).tril(diagonal=p)
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            if keep_kv and full_kv:
+                kept_k, kept_v = k, v
         o = o.transpose(1, 2).reshape(b, t, c)
         o = attn.out_proj(o)
         x = x + getattr(blk, "ls_1", _IDENTITY)(o)

@@ -41,10 +41,10 @@ def test_policy_names_are_validated():
 
 
 def test_interrupt_mid_chain_offloads_and_next_call_works(make_interrogator, images):
-    host = RecordingHost(interrupt_after=10)
+    host = RecordingHost()
     ci = make_interrogator(host=host, offload="offload")
     ci.load(caption=False)
-    host.checks = 0
+    host.checks, host.interrupt_after = 0, 10  # well inside the flavor chain (one check per step)
     with pytest.raises(Interrupted):
         ci.interrogate(images[:1], mode="best")
     assert host.events[-1] == ("offload", ("caption", "clip"))
@@ -68,3 +68,35 @@ def test_unload_drops_every_model_reference(make_interrogator, images):
     gc.collect()
     assert ci.models == [] and all(r() is None for r in refs)
     assert ci.interrogate(images[:1], mode="fast")[0].positive  # reloads on demand
+
+
+def _oom_when(module, too_big):
+    """Make ``module`` raise a real CUDA OOM error when its input batch is larger than ``too_big``."""
+    import torch
+
+    def hook(_m, args):
+        if args[0].shape[0] > too_big:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    return module.register_forward_pre_hook(hook)
+
+
+def test_oom_retries_with_smaller_batches_and_gives_the_same_result(make_interrogator, images, caplog):
+    ref = make_interrogator().interrogate(images, mode="fast")
+    ci = make_interrogator()
+    _oom_when(ci._get_clip().module.visual, 1)
+    with caplog.at_level("WARNING"):
+        res = ci.interrogate(images, mode="fast")
+    assert [r.positive for r in res] == [r.positive for r in ref]
+    assert any("retrying with batch size" in r.getMessage() for r in caplog.records)
+
+
+def test_oom_at_batch_one_is_a_clear_error_not_a_prompt(make_interrogator, images):
+    from interrogator_core import DeviceOutOfMemoryError
+
+    ci = make_interrogator(offload="offload")
+    hook = _oom_when(ci._get_clip().module.visual, 0)
+    with pytest.raises(DeviceOutOfMemoryError, match="lowvram"):
+        ci.interrogate(images, mode="fast")
+    hook.remove()
+    assert ci.interrogate(images[:1], mode="fast")[0].positive  # the interrogator stays usable

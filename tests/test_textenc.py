@@ -59,3 +59,18 @@ def test_candidate_ids_equal_the_tokenizer(tiny_models, prompt):
     ids, fits = clip.text.candidate_ids(prompt, phrases)
     ref_ids, ref_fits = clip.text.tokenize([prompt + ", " + p for p in phrases])
     assert torch.equal(ids, ref_ids) and torch.equal(fits, ref_fits)
+
+
+def test_label_encoding_shares_prefixes_and_matches(tiny_models):
+    clip = load_clip(str(tiny_models["clip"]))
+    labels = ["by Claude Monet", "by Claude Lorrain", "inspired by Claude Monet", "by Claude Monet", "a photo",
+              "a photo of a cat", "a photo of a dog", "trending on artstation", "trending on pixiv", "x " * 90]
+    embedded = []
+    hook = clip.text.tower.token_embedding.register_forward_hook(lambda m, i, o: embedded.append(i[0].numel()))
+    ours = clip.text.encode_texts(labels, batch_size=64)
+    hook.remove()
+    ids, _ = clip.text.tokenize(labels)
+    tokens_padded_free = int((ids.argmax(-1) + 1).sum())
+    assert sum(embedded) < 0.8 * tokens_padded_free  # shared prefixes (and the duplicate) computed once
+    assert (ours - _reference(clip, labels)).abs().max().item() <= 1e-4
+    assert torch.equal(ours[0], ours[3])
