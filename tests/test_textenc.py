@@ -64,7 +64,7 @@ def test_candidate_ids_equal_the_tokenizer(tiny_models, prompt):
 def test_label_encoding_shares_prefixes_and_matches(tiny_models):
     clip = load_clip(str(tiny_models["clip"]))
     labels = ["by Claude Monet", "by Claude Lorrain", "inspired by Claude Monet", "by Claude Monet", "a photo",
-              "a photo of a cat", "a photo of a dog", "trending on artstation", "trending on pixiv", "x " * 90]
+              "a photo of a cat", "a photo of a dog", "trending on artstation", "trending on pixiv"]
     embedded = []
     hook = clip.text.tower.token_embedding.register_forward_hook(lambda m, i, o: embedded.append(i[0].numel()))
     ours = clip.text.encode_texts(labels, batch_size=64)
