@@ -182,6 +182,8 @@ class Interrogator:
         with self._lock:
             for index in self._indexes():
                 index.release()
+            if self._clip is not None:
+                self._clip.text.release()
             handles = self._handles()
             if handles:
                 self.host.offload(handles)

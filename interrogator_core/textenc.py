@@ -24,6 +24,8 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 _IDENTITY = nn.Identity()
+#: below this many texts the prefix tree cannot share enough to beat one flat batch
+_TREE_MIN_ROWS = 64
 
 
 @dataclass
@@ -134,6 +136,7 @@ class TextEncoder:
         self.tower = _find_tower(model)
         self._bpe = _simple_bpe(tokenize)
         self._phrase_ids: dict = {}
+        self._kv_cache: Optional[tuple] = None  # (prefix tokens, _KV, device) of the last chain prefix
         if self.tower is None:
             log.info("text tower not recognised as causal/argmax; using the model's own padded encode_text")
 
@@ -213,16 +216,22 @@ class TextEncoder:
             return torch.zeros(0, self.embed_dim)
         ids = self._tokenize(list(texts), context_length=self.context_length)
         out = torch.empty(len(texts), self.embed_dim)
-        if self.tower is None:
-            batches = _length_batches(ids.argmax(dim=-1), batch_size)
-        else:
-            eot = ids.argmax(dim=-1).tolist()
-            seqs = [row[: e + 1] for row, e in zip(ids.tolist(), eot)]
-            order = sorted(range(len(seqs)), key=seqs.__getitem__)
-            batches = [torch.tensor(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
+        eot = ids.argmax(dim=-1)
+        flat = torch.ones(len(texts), dtype=torch.bool)
+        tree_batches: List[torch.Tensor] = []
+        if self.tower is not None and len(texts) >= _TREE_MIN_ROWS:
+            # the tree runs one depth at a time, which pays off while many rows share each depth; the
+            # longest few rows (a long tail of depths with one or two rows each) go the flat way instead
+            cut = int(eot.float().quantile(0.95).item())
+            flat = eot > cut
+            seqs = {i: row[: e + 1] for i, (row, e) in enumerate(zip(ids.tolist(), eot.tolist())) if e <= cut}
+            order = sorted(seqs, key=seqs.__getitem__)
+            tree_batches = [torch.tensor(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
+        flat_idx = flat.nonzero().flatten()
+        flat_batches = [flat_idx[b] for b in _length_batches(eot[flat_idx], batch_size)] if len(flat_idx) else []
         done = 0
-        for idx in batches:
-            if self.tower is None:
+        for idx in tree_batches + flat_batches:
+            if flat[idx[0]]:
                 feats = self.encode_tokens(ids[idx])
             else:
                 feats = self._encode_tree([seqs[i] for i in idx.tolist()])
@@ -249,12 +258,7 @@ class TextEncoder:
         prefix = min(prefix, int(eot.min().item()))  # every row keeps at least its EOT in the suffix
         if prefix < 2:
             return F.normalize(self.encode_tokens(ids), dim=-1)
-        kv = _KV()
-        x = self._embed(ids[:1, :prefix], 0)
-        for blk in self.tower.blocks:
-            x, k, v = self._block(blk, x, None, None, keep_kv=True)
-            kv.k.append(k)
-            kv.v.append(v)
+        kv = self._prefix_kv(ids[0, :prefix])
         out = torch.empty(n, self.embed_dim, device=device)
         for start in range(0, n, batch_size):
             rows = ids[start:start + batch_size]
@@ -262,6 +266,32 @@ class TextEncoder:
             end = int(row_eot.max().item()) + 1
             out[start:start + batch_size] = self._forward(self._embed(rows[:, prefix:end], prefix), row_eot - prefix, kv)
         return F.normalize(out.float(), dim=-1)
+
+    def _prefix_kv(self, tokens: torch.Tensor) -> _KV:
+        """Keys/values of a prefix; a prefix that extends the previous one (the chain's next step) only
+        computes its new tokens."""
+        key = tokens.tolist()
+        past: Optional[_KV] = None
+        start = 0
+        cached = self._kv_cache
+        if cached is not None and cached[2] == tokens.device and len(cached[0]) <= len(key) \
+                and key[: len(cached[0])] == cached[0]:
+            start, past = len(cached[0]), cached[1]
+            if start == len(key):
+                return past
+        x = self._embed(tokens[None, start:], start)
+        kv = _KV()
+        for i, blk in enumerate(self.tower.blocks):
+            x, k, v = self._block(blk, x, past.k[i] if past else None, past.v[i] if past else None,
+                                  keep_kv=True, full_kv=True)
+            kv.k.append(k)
+            kv.v.append(v)
+        self._kv_cache = (key, kv, tokens.device)
+        return kv
+
+    def release(self) -> None:
+        """Drop cached device tensors (call when the model leaves the device)."""
+        self._kv_cache = None
 
     # -- internals --------------------------------------------------------------------------------------------
     @property

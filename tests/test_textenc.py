@@ -63,8 +63,10 @@ def test_candidate_ids_equal_the_tokenizer(tiny_models, prompt):
 
 def test_label_encoding_shares_prefixes_and_matches(tiny_models):
     clip = load_clip(str(tiny_models["clip"]))
-    labels = ["by Claude Monet", "by Claude Lorrain", "inspired by Claude Monet", "by Claude Monet", "a photo",
-              "a photo of a cat", "a photo of a dog", "trending on artstation", "trending on pixiv"]
+    words = ["cat", "dog", "tree", "house", "river", "sky", "boat", "city", "forest", "mountain"]
+    labels = ["by Claude Monet", "by Claude Lorrain", "inspired by Claude Monet", "by Claude Monet",
+              "trending on artstation", "trending on pixiv"]
+    labels += [f"a photo of a {w} and a {v}" for w in words for v in words[:7]]
     embedded = []
     hook = clip.text.tower.token_embedding.register_forward_hook(lambda m, i, o: embedded.append(i[0].numel()))
     ours = clip.text.encode_texts(labels, batch_size=64)
@@ -74,3 +76,18 @@ def test_label_encoding_shares_prefixes_and_matches(tiny_models):
     assert sum(embedded) < 0.8 * tokens_padded_free  # shared prefixes (and the duplicate) computed once
     assert (ours - _reference(clip, labels)).abs().max().item() <= 1e-4
     assert torch.equal(ours[0], ours[3])
+
+
+def test_next_chain_step_extends_the_cached_prefix_exactly(tiny_models):
+    clip = load_clip(str(tiny_models["clip"]))
+    phrases = ["bokeh", "8k", "sharp focus", "by Claude Monet"]
+    step1 = "a painting of a red house by the sea"
+    clip.text.encode_with_prefix(clip.text.candidate_ids(step1, phrases)[0])
+    step2 = step1 + ", bokeh"
+    embedded = []
+    hook = clip.text.tower.token_embedding.register_forward_hook(lambda m, i, o: embedded.append(i[0].shape))
+    ids, _ = clip.text.candidate_ids(step2, phrases[1:])
+    ours = clip.text.encode_with_prefix(ids)
+    hook.remove()
+    assert embedded[0][-1] <= 3  # only ", bokeh ," is new in the prefix, not all ~12 tokens
+    assert (ours - _reference(clip, [f"{step2}, {p}" for p in phrases[1:]])).abs().max().item() <= 1e-4
