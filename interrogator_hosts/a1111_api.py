@@ -1,0 +1,242 @@
+"""FastAPI routes of the A1111/Forge extension (pydantic 1 and 2; FastAPI 0.94 and 0.104).
+
+Routes (mounted by ``on_app_started``; every call that uses a model runs under A1111's ``queue_lock``):
+
+* ``GET  /interrogator/models`` — CLIP model names (a list, like clip-interrogator-ext);
+* ``GET  /interrogator/caption_models``, ``GET /interrogator/modes``, ``GET /interrogator/status``;
+* ``POST /interrogator/prompt`` — clip-interrogator-ext's body (``image`` base64, ``clip_model_name``, ``mode``)
+  plus optional fields; returns ``prompt`` and also ``negative_prompt`` and ``caption``;
+* ``POST /interrogator/analyze`` — top labels per table (clip-interrogator-ext's ``medium``/``artist``/...
+  keys, plus ``tables``);
+* ``POST /interrogator/unload`` — free the models.
+
+Bad input gives 4xx with a message: 400 (not base64, not an image, unknown name), 413 (image too large),
+404 (model not found), 409 (interrupted), 507 (out of memory).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+from secrets import compare_digest
+from typing import Any, Callable, Dict, List, Optional
+
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, Field
+
+from interrogator_core import (DeviceOutOfMemoryError, ImageError, InterrogatorError, Interrupted,
+                               ModelNotFoundError, list_caption_models, list_clip_models, list_modes)
+from interrogator_core.images import MAX_PIXELS
+
+from .a1111 import InterrogatorService, get_service
+
+log = logging.getLogger(__name__)
+
+#: clip-interrogator-ext's analyze keys → our table names.
+EXT_ANALYZE_KEYS = {"medium": "mediums", "artist": "artists", "movement": "movements", "trending": "trendings",
+                    "flavor": "flavors"}
+
+
+class _ImageRequest(BaseModel):
+    image: str = Field(default="", title="Image",
+                       description="The image as a base64 string (a data: URL is accepted).")
+    clip_model_name: Optional[str] = Field(
+        default=None, title="CLIP model",
+        description="open_clip ARCH/TAG (see /interrogator/models); default: the settings' model.")
+    caption_model_name: Optional[str] = Field(
+        default=None, title="Caption model",
+        description="blip-base, blip-large, blip2-2.7b, ... or 'none'; default: the settings' model.")
+
+
+class InterrogatorPromptRequest(_ImageRequest):
+    """Body of ``/interrogator/prompt`` (a superset of clip-interrogator-ext's)."""
+
+    mode: Optional[str] = Field(default=None, title="Mode",
+                                description="best, classic, fast, negative or caption; default: the settings'.")
+    min_flavors: Optional[int] = Field(default=None, ge=0, le=256, description="Fewest flavors (best mode).")
+    max_flavors: Optional[int] = Field(default=None, ge=0, le=256, description="Most flavors.")
+    negative_count: Optional[int] = Field(default=None, ge=0, le=256,
+                                          description="Most terms in the negative prompt (0: none).")
+    caption: Optional[str] = Field(default=None, description="Use this caption instead of generating one.")
+
+
+class InterrogatorAnalyzeRequest(_ImageRequest):
+    """Body of ``/interrogator/analyze`` (a superset of clip-interrogator-ext's)."""
+
+    top_n: int = Field(default=5, ge=1, le=100, description="Labels per table.")
+    tables: Optional[List[str]] = Field(default=None, description="Tables to rank (default: all but negative).")
+    with_caption: bool = Field(default=False, description="Also generate a caption.")
+
+
+class InterrogatorPromptResponse(BaseModel):
+    prompt: str = Field(description="The prompt (in negative mode: the negative prompt, as clip-interrogator-ext).")
+    negative_prompt: str
+    caption: str
+    mode: str
+    clip_model_name: str
+    caption_model_name: Optional[str] = None
+    similarity: Optional[float] = None
+    negative_similarity: Optional[float] = None
+
+
+def decode_image(data: str, max_bytes: int) -> Image.Image:
+    """A base64 string (or data: URL) → a decoded PIL image; HTTPException 400/413 on bad or oversized input."""
+    if not isinstance(data, str) or not data.strip():
+        raise HTTPException(status_code=400, detail="'image' is required: a base64-encoded image")
+    data = data.strip()
+    if data.startswith(("http://", "https://")):
+        raise HTTPException(status_code=400, detail="image URLs are not accepted; send the image as base64")
+    if data.startswith("data:"):
+        header, _, data = data.partition(",")
+        if ";base64" not in header:
+            raise HTTPException(status_code=400, detail="data: URL must be base64-encoded")
+    limit_chars = (max_bytes * 4) // 3 + 4
+    if len(data) > limit_chars + len(data) // 76 + 8:  # allow MIME line breaks
+        raise HTTPException(status_code=413, detail=f"image is larger than {max_bytes / 2**20:.1f} MB "
+                                                    f"(setting 'Largest image accepted by the API')")
+    try:
+        raw = base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise HTTPException(status_code=400, detail=f"'image' is not valid base64 ({e})") from e
+    if len(raw) > max_bytes:
+        raise HTTPException(status_code=413, detail=f"image is larger than {max_bytes / 2**20:.1f} MB")
+    try:
+        im = Image.open(io.BytesIO(raw))
+        if im.width * im.height > MAX_PIXELS:
+            raise HTTPException(status_code=413, detail=f"image has too many pixels ({im.width}x{im.height})")
+        im.load()
+    except HTTPException:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise HTTPException(status_code=400, detail=f"'image' is not a readable image ({e})") from e
+    return im
+
+
+def http_error(e: BaseException) -> HTTPException:
+    """Engine errors → HTTP status with the engine's message."""
+    if isinstance(e, HTTPException):
+        return e
+    if isinstance(e, ModelNotFoundError):
+        return HTTPException(status_code=404, detail=str(e))
+    if isinstance(e, Interrupted):
+        return HTTPException(status_code=409, detail=str(e) or "interrupted")
+    if isinstance(e, DeviceOutOfMemoryError):
+        return HTTPException(status_code=507, detail=str(e))
+    if isinstance(e, (ImageError, ValueError)):
+        return HTTPException(status_code=400, detail=str(e))
+    if isinstance(e, InterrogatorError):
+        return HTTPException(status_code=500, detail=str(e))
+    return HTTPException(status_code=500, detail=f"{type(e).__name__}: {e}")
+
+
+def _auth_dependencies() -> list:
+    """HTTP basic auth like A1111's own API when ``--api-auth user:pass[,user2:pass2]`` is set."""
+    try:
+        from modules import shared
+
+        spec = getattr(shared.cmd_opts, "api_auth", None)
+    except (ImportError, AttributeError):
+        spec = None
+    if not spec:
+        return []
+    credentials = dict(item.split(":", 1) for item in spec.strip().split(",") if ":" in item)
+
+    def auth(creds: HTTPBasicCredentials = Depends(HTTPBasic())) -> bool:
+        expected = credentials.get(creds.username)
+        if expected is not None and compare_digest(creds.password, expected):
+            return True
+        raise HTTPException(status_code=401, detail="Incorrect username or password",
+                            headers={"WWW-Authenticate": "Basic"})
+
+    return [Depends(auth)]
+
+
+def mount(app: FastAPI, service: Optional[InterrogatorService] = None,
+          service_getter: Callable[[], InterrogatorService] = get_service) -> None:
+    """Add the ``/interrogator/*`` routes to ``app``."""
+
+    def svc() -> InterrogatorService:
+        return service or service_getter()
+
+    def max_bytes() -> int:
+        return int(float(svc().settings().api_max_mb) * 2**20)
+
+    deps = _auth_dependencies()
+
+    def get_models() -> List[str]:
+        try:
+            return list_clip_models()
+        except InterrogatorError as e:
+            raise http_error(e) from e
+
+    def get_caption_models() -> List[str]:
+        return list_caption_models()
+
+    def get_modes() -> List[str]:
+        return list_modes()
+
+    def get_status() -> Dict[str, Any]:
+        s = svc().settings()
+        return {"loaded": svc().loaded, "defaults": {"clip_model_name": s.clip_model,
+                                                     "caption_model_name": s.caption_model, "mode": s.mode}}
+
+    def post_prompt(req: InterrogatorPromptRequest) -> Dict[str, Any]:
+        image = decode_image(req.image, max_bytes())
+        service_ = svc()
+        try:
+            result = service_.prompt(image, mode=req.mode, clip_model=req.clip_model_name,
+                                     caption_model=req.caption_model_name, min_flavors=req.min_flavors,
+                                     max_flavors=req.max_flavors, negative_count=req.negative_count,
+                                     caption=req.caption)
+        except Exception as e:
+            log.warning("/interrogator/prompt failed: %s", e)
+            raise http_error(e) from e
+        s = service_.settings()
+        caption_model = s.caption_model if req.caption_model_name is None else req.caption_model_name
+        return {"prompt": result.negative if result.mode == "negative" else result.positive,
+                "negative_prompt": result.negative, "caption": result.caption, "mode": result.mode,
+                "clip_model_name": req.clip_model_name or s.clip_model, "caption_model_name": caption_model,
+                "similarity": result.similarity, "negative_similarity": result.negative_similarity}
+
+    def post_analyze(req: InterrogatorAnalyzeRequest) -> Dict[str, Any]:
+        image = decode_image(req.image, max_bytes())
+        try:
+            result = svc().analyze(image, clip_model=req.clip_model_name, caption_model=req.caption_model_name,
+                                   top_n=req.top_n, tables=req.tables, with_caption=req.with_caption)
+        except Exception as e:
+            log.warning("/interrogator/analyze failed: %s", e)
+            raise http_error(e) from e
+        body: Dict[str, Any] = {key: {label: sim for label, sim in result.tables[table]}
+                                for key, table in EXT_ANALYZE_KEYS.items() if table in result.tables}
+        body.update(result.to_dict())
+        return body
+
+    def post_unload() -> Dict[str, Any]:
+        from modules.call_queue import queue_lock
+
+        with queue_lock:
+            unloaded = svc().unload()
+        return {"unloaded": unloaded}
+
+    app.add_api_route("/interrogator/models", get_models, methods=["GET"], response_model=List[str],
+                      dependencies=deps)
+    app.add_api_route("/interrogator/caption_models", get_caption_models, methods=["GET"],
+                      response_model=List[str], dependencies=deps)
+    app.add_api_route("/interrogator/modes", get_modes, methods=["GET"], response_model=List[str],
+                      dependencies=deps)
+    app.add_api_route("/interrogator/status", get_status, methods=["GET"], dependencies=deps)
+    app.add_api_route("/interrogator/prompt", post_prompt, methods=["POST"],
+                      response_model=InterrogatorPromptResponse, dependencies=deps)
+    app.add_api_route("/interrogator/analyze", post_analyze, methods=["POST"], dependencies=deps)
+    app.add_api_route("/interrogator/unload", post_unload, methods=["POST"], dependencies=deps)
+
+
+def on_app_started(demo: Any, app: FastAPI) -> None:
+    """``script_callbacks.on_app_started`` callback (``demo`` is None with ``--nowebui``)."""
+    mount(app)
+    from .a1111 import install_builtin_hook
+
+    install_builtin_hook()

@@ -1,0 +1,260 @@
+"""The A1111/Forge "Interrogator" tab and the img2img script's controls (gradio 3.41 and 4.x).
+
+The callbacks live in :class:`TabCallbacks` as plain methods (testable without a browser); ``build_tab`` only
+lays out components and wires them.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import gradio as gr
+
+from interrogator_core import Interrupted, TABLE_NAMES, list_caption_models, list_modes
+
+from .a1111 import IMG2IMG_ACTIONS, NO_CAPTION, InterrogatorService, get_service
+from .batch import EXISTING_POLICIES
+
+log = logging.getLogger(__name__)
+
+#: Tables shown as label widgets in the Analyze tab (user tables appear in its text output).
+ANALYZE_TABLES = [t for t in TABLE_NAMES if t != "negative"]
+BATCH_OUTPUTS = {"Text file beside each image (.txt)": "txt", "One CSV file": "csv", "One JSON-lines file": "jsonl"}
+BATCH_EXISTING = {"Skip images that have output": "skip", "Overwrite": "overwrite", "Append": "append"}
+assert set(BATCH_EXISTING.values()) == set(EXISTING_POLICIES)
+
+
+def infotext(positive: str, negative: str) -> str:
+    """Prompt + negative in the webui's infotext layout, for the "Send to" buttons to paste both."""
+    positive = " ".join(positive.split())
+    negative = " ".join(negative.split())
+    return f"{positive}\nNegative prompt: {negative}" if negative else positive
+
+
+def copypaste_module():
+    """``modules.infotext_utils`` (A1111 ≥ 1.7, Forge), else the old ``generation_parameters_copypaste``."""
+    try:
+        from modules import infotext_utils as module
+    except ImportError:
+        try:
+            from modules import generation_parameters_copypaste as module  # type: ignore[no-redef]
+        except ImportError:
+            return None
+    return module
+
+
+def _clip_choices() -> List[str]:
+    try:
+        from interrogator_core import list_clip_models
+
+        return list_clip_models()
+    except Exception as e:  # open_clip missing: the user can still type a name
+        log.warning("cannot list CLIP models: %s", e)
+        return []
+
+
+def _error_text(e: BaseException) -> str:
+    if isinstance(e, Interrupted):
+        return "Interrupted."
+    return f"Error: {e}"
+
+
+class TabCallbacks:
+    """What the tab's buttons do. Every method returns plain values (``gr.update()`` = leave unchanged)."""
+
+    def __init__(self, service_getter: Callable[[], InterrogatorService] = get_service) -> None:
+        self._svc = service_getter
+
+    def interrogate(self, image, mode: str, clip_model: str, caption_model: str, min_flavors: float,
+                    max_flavors: float, negative_count: float) -> Tuple[Any, Any, Any, Any, str]:
+        """→ (positive, negative, caption, infotext for Send-to, status)."""
+        keep = gr.update()
+        if image is None:
+            return keep, keep, keep, keep, "Drop an image first."
+        t0 = time.perf_counter()
+        try:
+            r = self._svc().prompt(image, mode=mode, clip_model=clip_model, caption_model=caption_model or NO_CAPTION,
+                                   min_flavors=int(min_flavors), max_flavors=int(max_flavors),
+                                   negative_count=int(negative_count))
+        except Exception as e:
+            (log.exception if not isinstance(e, (Interrupted, ValueError, OSError)) else log.warning)(
+                "interrogate failed: %s", e)
+            return keep, keep, keep, keep, _error_text(e)
+        sims = []
+        if r.similarity is not None:
+            sims.append(f"prompt similarity {r.similarity:.3f}")
+        if r.negative_similarity is not None:
+            sims.append(f"negative similarity {r.negative_similarity:.3f}")
+        status = f"{r.mode} mode, {time.perf_counter() - t0:.1f} s" + (f"; {', '.join(sims)}" if sims else "")
+        return r.positive, r.negative, r.caption, infotext(r.positive, r.negative), status
+
+    def analyze(self, image, clip_model: str, top_n: float, with_caption: bool,
+                caption_model: str = "") -> Tuple[Any, ...]:
+        """→ one ``{label: similarity}`` per :data:`ANALYZE_TABLES`, the full text, status."""
+        keep = gr.update()
+        if image is None:
+            return tuple([keep] * len(ANALYZE_TABLES)) + (keep, "Drop an image first.")
+        try:
+            r = self._svc().analyze(image, clip_model=clip_model, caption_model=caption_model or None,
+                                    top_n=int(top_n), with_caption=bool(with_caption))
+        except Exception as e:
+            log.warning("analyze failed: %s", e)
+            return tuple([keep] * len(ANALYZE_TABLES)) + (keep, _error_text(e))
+        labels = tuple({label: float(sim) for label, sim in r.tables.get(t, [])} for t in ANALYZE_TABLES)
+        return labels + (r.to_text(), "Done.")
+
+    def batch(self, folder: str, recursive: bool, output_label: str, existing_label: str, resume: bool,
+              mode: str, clip_model: str, caption_model: str, min_flavors: float, max_flavors: float,
+              negative_count: float, progress: Optional[Callable] = None) -> str:
+        """Run a folder; → a summary text (written/skipped/failed, interrupted, where the output went)."""
+        if not folder or not str(folder).strip():
+            return "Enter a folder."
+        def on_progress(done: int, total: int, name: str) -> None:
+            if progress is not None:
+                progress((done, total), desc=name)
+        try:
+            summary = self._svc().batch(
+                str(folder), recursive=bool(recursive), output=BATCH_OUTPUTS.get(output_label, output_label),
+                existing=BATCH_EXISTING.get(existing_label, existing_label), resume=bool(resume), mode=mode,
+                clip_model=clip_model, caption_model=caption_model or NO_CAPTION, min_flavors=int(min_flavors),
+                max_flavors=int(max_flavors), negative_count=int(negative_count), on_progress=on_progress)
+        except Exception as e:
+            (log.exception if not isinstance(e, (Interrupted, ValueError, OSError)) else log.warning)(
+                "batch failed: %s", e)
+            return _error_text(e)
+        return summary.to_text()
+
+    def unload(self) -> str:
+        from modules.call_queue import queue_lock
+
+        with queue_lock:
+            unloaded = self._svc().unload()
+        return "Models unloaded." if unloaded else "Nothing was loaded."
+
+    @staticmethod
+    def interrupt() -> None:
+        from modules import shared
+
+        shared.state.interrupt()
+
+
+def _bind_send_buttons(image, text) -> Dict[str, Any]:
+    """Send to txt2img / img2img buttons: prompt and negative prompt (and the image for img2img)."""
+    module = copypaste_module()
+    if module is None:
+        log.warning("neither modules.infotext_utils nor generation_parameters_copypaste: no Send-to buttons")
+        return {}
+    buttons = module.create_buttons(["txt2img", "img2img"])
+    for tabname, button in buttons.items():
+        module.register_paste_params_button(module.ParamBinding(
+            paste_button=button, tabname=tabname, source_text_component=text,
+            source_image_component=image if tabname == "img2img" else None))
+    return buttons
+
+
+def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
+    """The Interrogator tab: Prompt, Analyze, Batch (and Unload)."""
+    cb = callbacks or TabCallbacks()
+    s = get_service().settings()
+    modes = list_modes()
+    clip_models = _clip_choices()
+    caption_models = list_caption_models() + [NO_CAPTION]
+
+    def clip_dropdown(elem: str) -> gr.Dropdown:
+        return gr.Dropdown(clip_models, value=s.clip_model, label="CLIP model", allow_custom_value=True,
+                           elem_id=f"prompt_interrogator_{elem}_clip")
+
+    def caption_dropdown(elem: str) -> gr.Dropdown:
+        return gr.Dropdown(caption_models, value=s.caption_model or NO_CAPTION, label="Caption model",
+                           allow_custom_value=True, elem_id=f"prompt_interrogator_{elem}_caption")
+
+    def flavor_sliders() -> Tuple[gr.Slider, gr.Slider, gr.Slider]:
+        return (gr.Slider(0, 64, value=s.min_flavors, step=1, label="Min flavors (best)"),
+                gr.Slider(1, 64, value=s.max_flavors, step=1, label="Max flavors"),
+                gr.Slider(0, 64, value=s.negative_count, step=1, label="Negative terms"))
+
+    with gr.Blocks(analytics_enabled=False) as tab:
+        with gr.Tab("Prompt"):
+            with gr.Row():
+                image = gr.Image(type="pil", label="Image", elem_id="prompt_interrogator_image")
+                with gr.Column():
+                    mode = gr.Radio(modes, value=s.mode, label="Mode")
+                    clip = clip_dropdown("prompt")
+                    caption_model = caption_dropdown("prompt")
+                    min_f, max_f, neg_n = flavor_sliders()
+            with gr.Row():
+                go = gr.Button("Interrogate", variant="primary", elem_id="prompt_interrogator_go")
+                unload = gr.Button("Unload models", elem_id="prompt_interrogator_unload")
+            positive = gr.Textbox(label="Prompt", lines=3, show_copy_button=True)
+            negative = gr.Textbox(label="Negative prompt", lines=2, show_copy_button=True)
+            caption = gr.Textbox(label="Caption", lines=1)
+            status = gr.Markdown("")
+            send_text = gr.Textbox(visible=False, elem_id="prompt_interrogator_infotext")
+            with gr.Row():
+                _bind_send_buttons(image, send_text)
+            go.click(cb.interrogate, inputs=[image, mode, clip, caption_model, min_f, max_f, neg_n],
+                     outputs=[positive, negative, caption, send_text, status])
+            unload.click(cb.unload, inputs=[], outputs=[status])
+
+        with gr.Tab("Analyze"):
+            with gr.Row():
+                a_image = gr.Image(type="pil", label="Image", elem_id="prompt_interrogator_analyze_image")
+                with gr.Column():
+                    a_clip = clip_dropdown("analyze")
+                    a_top = gr.Slider(1, 20, value=5, step=1, label="Top labels per table")
+                    a_caption = gr.Checkbox(False, label="Also caption")
+                    a_caption_model = caption_dropdown("analyze")
+                    a_go = gr.Button("Analyze", variant="primary")
+            with gr.Row():
+                a_labels = [gr.Label(label=t.capitalize(), num_top_classes=20) for t in ANALYZE_TABLES]
+            a_text = gr.Textbox(label="All tables", lines=8, show_copy_button=True)
+            a_status = gr.Markdown("")
+            a_go.click(cb.analyze, inputs=[a_image, a_clip, a_top, a_caption, a_caption_model],
+                       outputs=a_labels + [a_text, a_status])
+
+        with gr.Tab("Batch"):
+            folder = gr.Textbox(label="Image folder", placeholder="/path/to/images")
+            with gr.Row():
+                recursive = gr.Checkbox(True, label="Include subfolders")
+                resume = gr.Checkbox(True, label="Resume an interrupted run")
+            with gr.Row():
+                output = gr.Radio(list(BATCH_OUTPUTS), value=next(iter(BATCH_OUTPUTS)), label="Output")
+                existing = gr.Radio(list(BATCH_EXISTING), value=next(iter(BATCH_EXISTING)),
+                                    label="When an image already has output")
+            with gr.Row():
+                b_mode = gr.Radio(modes, value=s.mode, label="Mode")
+                b_clip = clip_dropdown("batch")
+                b_caption = caption_dropdown("batch")
+            b_min, b_max, b_neg = flavor_sliders()
+            with gr.Row():
+                b_go = gr.Button("Start", variant="primary", elem_id="prompt_interrogator_batch_go")
+                b_stop = gr.Button("Interrupt", elem_id="prompt_interrogator_batch_interrupt")
+            b_status = gr.Textbox(label="Result", lines=4)
+
+            def run_batch(folder_: str, recursive_: bool, output_: str, existing_: str, resume_: bool, mode_: str,
+                          clip_: str, caption_: str, min_: float, max_: float, neg_: float,
+                          progress=gr.Progress()) -> str:
+                return cb.batch(folder_, recursive_, output_, existing_, resume_, mode_, clip_, caption_, min_, max_,
+                                neg_, progress=progress)
+
+            b_go.click(run_batch, inputs=[folder, recursive, output, existing, resume, b_mode, b_clip, b_caption,
+                                          b_min, b_max, b_neg], outputs=[b_status])
+            b_stop.click(TabCallbacks.interrupt, inputs=[], outputs=[], queue=False)
+    return tab
+
+
+def on_ui_tabs() -> List[Tuple[gr.Blocks, str, str]]:
+    """``script_callbacks.on_ui_tabs`` callback."""
+    return [(build_tab(), "Interrogator", "prompt_interrogator")]
+
+
+def build_img2img_ui(elem_id: Callable[[str], str] = lambda s: s) -> List[Any]:
+    """The img2img script's controls: [action radio, mode dropdown] (their values reach ``before_process``)."""
+    s = get_service().settings()
+    with gr.Accordion("Prompt Interrogator", open=False, elem_id=elem_id("prompt_interrogator")):
+        with gr.Row():
+            action = gr.Radio(list(IMG2IMG_ACTIONS), value="Off", label="Interrogate before generating",
+                              elem_id=elem_id("action"))
+            mode = gr.Dropdown(list_modes(), value=s.mode, label="Mode", elem_id=elem_id("mode"))
+    return [action, mode]

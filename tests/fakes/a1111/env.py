@@ -1,0 +1,39 @@
+"""Puts the A1111 (and optionally Forge) fakes on sys.path and resets their recorded state between tests."""
+import importlib
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WEBUI = str(HERE / "webui")
+FORGE = str(HERE / "forge")
+ROOT = HERE.parents[2]  # the extension root
+
+
+def _drop(prefixes):
+    for name in list(sys.modules):
+        if name.split(".")[0] in prefixes:
+            del sys.modules[name]
+
+
+def install(forge: bool = False):
+    """Fresh fake modules (webui, plus Forge's backend when ``forge``); returns ``modules.shared``."""
+    _drop({"modules", "launch", "backend"})
+    for p in (WEBUI, FORGE):
+        while p in sys.path:
+            sys.path.remove(p)
+    sys.path.insert(0, WEBUI)
+    if forge:
+        sys.path.insert(0, FORGE)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    importlib.invalidate_caches()
+    from modules import shared
+
+    return shared
+
+
+def uninstall():
+    _drop({"modules", "launch", "backend"})
+    for p in (WEBUI, FORGE):
+        while p in sys.path:
+            sys.path.remove(p)

@@ -1,0 +1,40 @@
+"""pytest fixtures for the A1111/Forge tests (imported by tests/test_a1111_*.py)."""
+import base64
+import io
+
+import pytest
+
+import env
+
+
+def png_b64(image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _make_webui(request, tiny_models, small_data_dir, tmp_path, forge: bool):
+    shared = env.install(forge=forge)
+    from interrogator_hosts import a1111
+
+    shared.models_path = str(tmp_path / "models")
+    a1111.register_settings()
+    for key, value in {"clip_model": str(tiny_models["clip"]), "caption_model": str(tiny_models["blip"]),
+                       "min_flavors": 2, "max_flavors": 4, "negative_count": 3, "mode": "best"}.items():
+        shared.opts.data[a1111.OPT_PREFIX + key] = value
+    svc = a1111.InterrogatorService(config_overrides={"data_dir": small_data_dir, "caption_max_length": 8})
+    a1111.set_service(svc)
+    request.addfinalizer(lambda: (a1111.set_service(None), env.uninstall()))
+    return shared, svc
+
+
+@pytest.fixture
+def webui(request, tiny_models, small_data_dir, tmp_path):
+    """(modules.shared fake, InterrogatorService) on the A1111 fakes with the tiny models as defaults."""
+    return _make_webui(request, tiny_models, small_data_dir, tmp_path, forge=False)
+
+
+@pytest.fixture
+def forge_webui(request, tiny_models, small_data_dir, tmp_path):
+    """Same on the Forge fakes (backend.memory_management importable)."""
+    return _make_webui(request, tiny_models, small_data_dir, tmp_path, forge=True)

@@ -1,0 +1,159 @@
+"""The /interrogator/* API through FastAPI's TestClient (real FastAPI + pydantic; A1111 modules faked)."""
+import base64
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes" / "a1111"))
+
+from fixtures import png_b64, webui  # noqa: E402,F401
+
+fastapi = pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+
+@pytest.fixture
+def client(webui):
+    shared, svc = webui
+    from interrogator_hosts import a1111_api
+
+    app = fastapi.FastAPI()
+    a1111_api.mount(app)
+    return TestClient(app), shared, svc
+
+
+def test_models_endpoints(client):
+    c, shared, svc = client
+    r = c.get("/interrogator/models")
+    assert r.status_code == 200
+    assert "ViT-L-14/openai" in r.json(), "a plain list of open_clip names, like clip-interrogator-ext"
+    assert "blip-large" in c.get("/interrogator/caption_models").json()
+    assert set(c.get("/interrogator/modes").json()) == {"best", "classic", "fast", "negative", "caption"}
+    status = c.get("/interrogator/status").json()
+    assert status["loaded"]["clip_model"] is None and status["defaults"]["mode"] == "best"
+
+
+def test_prompt_accepts_clip_interrogator_ext_body(client, images):
+    c, shared, svc = client
+    body = {"image": png_b64(images[0]), "clip_model_name": shared.opts.prompt_interrogator_clip_model,
+            "mode": "fast"}
+    r = c.post("/interrogator/prompt", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["mode"] == "fast" and out["prompt"] and out["negative_prompt"] and out["caption"]
+    assert out["prompt"].startswith(out["caption"])
+    assert out["clip_model_name"] == body["clip_model_name"]
+    assert shared.state.events[0] == ("begin", "interrogate") and shared.state.events[-1][0] == "end"
+    # same image as a data: URL, with our extra fields
+    body.update(image="data:image/png;base64," + body["image"], negative_count=0, mode="best", min_flavors=1,
+                max_flavors=2)
+    out = c.post("/interrogator/prompt", json=body).json()
+    assert out["negative_prompt"] == "" and out["prompt"]
+
+
+def test_prompt_negative_mode_returns_negative_as_prompt(client, images):
+    c, _, _ = client
+    out = c.post("/interrogator/prompt", json={"image": png_b64(images[1]), "mode": "negative"}).json()
+    assert out["prompt"] == out["negative_prompt"] != ""
+
+
+@pytest.mark.parametrize("image,status,words", [
+    ("", 400, "required"),
+    ("!!!not base64!!!", 400, "base64"),
+    (base64.b64encode(b"definitely not an image").decode(), 400, "not a readable image"),
+    ("https://example.com/cat.png", 400, "URL"),
+    ("data:image/png,abc", 400, "base64"),
+])
+def test_prompt_bad_images_are_4xx_with_message(client, image, status, words):
+    c, _, _ = client
+    r = c.post("/interrogator/prompt", json={"image": image})
+    assert r.status_code == status
+    assert words.lower() in r.json()["detail"].lower()
+
+
+def test_prompt_oversized_base64_is_413_before_decoding(client, images, monkeypatch):
+    c, shared, svc = client
+    shared.opts.data["prompt_interrogator_api_max_mb"] = 0.001  # ~1 KB
+    decoded = []
+    monkeypatch.setattr(base64, "b64decode", lambda *a, **k: decoded.append(1))
+    r = c.post("/interrogator/prompt", json={"image": "A" * 200_000})
+    assert r.status_code == 413 and "larger than" in r.json()["detail"]
+    assert decoded == [], "the size is checked before decoding"
+
+
+def test_prompt_too_many_pixels_is_413(client, monkeypatch):
+    c, _, _ = client
+    from PIL import Image
+    from interrogator_hosts import a1111_api
+
+    monkeypatch.setattr(a1111_api, "MAX_PIXELS", 100)
+    r = c.post("/interrogator/prompt", json={"image": png_b64(Image.new("RGB", (20, 20)))})
+    assert r.status_code == 413 and "pixels" in r.json()["detail"]
+
+
+def test_prompt_bad_names_and_values(client, images):
+    c, _, _ = client
+    img = png_b64(images[0])
+    r = c.post("/interrogator/prompt", json={"image": img, "mode": "bestest"})
+    assert r.status_code == 400 and "best" in r.json()["detail"]
+    r = c.post("/interrogator/prompt", json={"image": img, "clip_model_name": "ViT-Nope-99/none"})
+    assert 400 <= r.status_code < 500 and "ViT-Nope-99" in r.json()["detail"]
+    r = c.post("/interrogator/prompt", json={"image": img, "max_flavors": -1})
+    assert r.status_code == 422
+    r = c.post("/interrogator/prompt", json={"image": img, "negative_count": 10_000})
+    assert r.status_code == 422
+
+
+def test_analyze_has_ext_keys_and_tables(client, images):
+    c, _, _ = client
+    r = c.post("/interrogator/analyze", json={"image": png_b64(images[2]), "top_n": 3})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    for key in ("medium", "artist", "movement", "trending", "flavor"):
+        assert len(out[key]) == 3 and all(isinstance(v, float) for v in out[key].values())
+    assert [e["label"] for e in out["tables"]["mediums"]] == list(out["medium"])
+    r = c.post("/interrogator/analyze", json={"image": png_b64(images[2]), "tables": ["nope"]})
+    assert r.status_code == 400 and "nope" in r.json()["detail"]
+
+
+def test_unload(client, images):
+    c, _, svc = client
+    c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast"})
+    assert c.get("/interrogator/status").json()["loaded"]["models"]
+    assert c.post("/interrogator/unload").json() == {"unloaded": True}
+    assert c.get("/interrogator/status").json()["loaded"]["models"] == []
+    assert c.post("/interrogator/unload").json() == {"unloaded": False}
+
+
+def test_api_auth_follows_webui_flag(webui):
+    shared, _ = webui
+    from interrogator_hosts import a1111_api
+
+    shared.cmd_opts.api_auth = "alice:secret"
+    app = fastapi.FastAPI()
+    a1111_api.mount(app)
+    c = TestClient(app)
+    assert c.get("/interrogator/modes").status_code == 401
+    assert c.get("/interrogator/modes", auth=("alice", "wrong")).status_code == 401
+    assert c.get("/interrogator/modes", auth=("alice", "secret")).status_code == 200
+
+
+def test_on_app_started_mounts_routes_and_builtin_hook(webui, images):
+    shared, svc = webui
+    from modules import script_callbacks
+    from interrogator_hosts import a1111_api
+
+    class Builtin:
+        def interrogate(self, pil_image):
+            return "builtin"
+
+    shared.interrogator = Builtin()
+    script_callbacks.on_app_started(a1111_api.on_app_started)
+    app = fastapi.FastAPI()
+    script_callbacks.app_started_callback(None, app)  # demo is None with --nowebui
+    assert TestClient(app).get("/interrogator/modes").status_code == 200
+    assert shared.interrogator.interrogate(images[0]) == "builtin", "setting off: the built-in interrogator"
+    shared.opts.data["prompt_interrogator_replace_builtin"] = True
+    ours = shared.interrogator.interrogate(images[0])
+    assert ours != "builtin" and ours

@@ -1,0 +1,225 @@
+"""The Interrogator tab built with real gradio (3.41 in A1111's venv, 4.x in Forge's), its callbacks, and the
+batch folder runs (sidecars, csv/jsonl, skip/overwrite/append, interrupt + resume)."""
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes" / "a1111"))
+
+from fixtures import forge_webui, webui  # noqa: E402,F401
+
+gr = pytest.importorskip("gradio")
+
+
+@pytest.fixture
+def callbacks(webui):
+    from interrogator_hosts.a1111_ui import TabCallbacks
+
+    return TabCallbacks(), webui[0], webui[1]
+
+
+def _is_update(value) -> bool:
+    return isinstance(value, dict) and value.get("__type__") in ("update", "generic_update")  # gradio 4 / 3
+
+
+# -- building the tab -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env_fixture", ["webui", "forge_webui"])
+def test_tab_builds_and_binds_send_buttons(env_fixture, request):
+    request.getfixturevalue(env_fixture)
+    from modules import infotext_utils
+    from interrogator_hosts import a1111_ui
+
+    tabs = a1111_ui.on_ui_tabs()
+    assert len(tabs) == 1
+    blocks, title, elem_id = tabs[0]
+    assert isinstance(blocks, gr.Blocks) and title == "Interrogator" and elem_id == "prompt_interrogator"
+    bindings = infotext_utils.registered_param_bindings
+    assert sorted(b.tabname for b in bindings) == ["img2img", "txt2img"]
+    text = bindings[0].source_text_component
+    assert isinstance(text, gr.Textbox) and text.elem_id == "prompt_interrogator_infotext"
+    assert next(b for b in bindings if b.tabname == "img2img").source_image_component is not None
+    fns = blocks.fns.values() if isinstance(blocks.fns, dict) else blocks.fns  # gradio 4 / 3
+    fns = [getattr(getattr(d, "fn", None), "__name__", "") for d in fns]
+    assert {"interrogate", "analyze", "unload", "run_batch"} <= set(fns)
+
+
+def test_send_buttons_fall_back_to_old_module_name(webui, monkeypatch):
+    """A1111 before 1.7 only has modules.generation_parameters_copypaste."""
+    import modules
+    import modules.generation_parameters_copypaste as old
+    from interrogator_hosts import a1111_ui
+
+    monkeypatch.delattr(modules, "infotext_utils")
+    sys.modules["modules.infotext_utils"] = None  # import now raises ImportError
+    try:
+        assert a1111_ui.copypaste_module() is old
+        with gr.Blocks():
+            buttons = a1111_ui._bind_send_buttons(gr.Image(), gr.Textbox())
+        assert set(buttons) == {"txt2img", "img2img"}
+    finally:
+        del sys.modules["modules.infotext_utils"]
+
+
+def test_img2img_controls(webui):
+    from interrogator_hosts import a1111_ui
+
+    with gr.Blocks():
+        action, mode = a1111_ui.build_img2img_ui()
+    assert action.value == "Off" and "Replace prompts" in [c if isinstance(c, str) else c[0] for c in action.choices]
+    assert mode.value == "best"
+
+
+def test_settings_section_registers_through_callback(webui):
+    shared, _ = webui
+    from modules import script_callbacks
+    from interrogator_hosts import a1111
+
+    script_callbacks.on_ui_settings(a1111.register_settings)
+    script_callbacks.ui_settings_callback()
+    assert "prompt_interrogator_keep_loaded" in shared.opts.data_labels
+
+
+# -- callbacks --------------------------------------------------------------------------------------------------
+
+def test_interrogate_callback_fills_fields_and_infotext(callbacks, images):
+    cb, shared, svc = callbacks
+    from modules import infotext_utils
+
+    s = svc.settings()
+    pos, neg, cap, info, status = cb.interrogate(images[0], "best", s.clip_model, s.caption_model, 2, 4, 3)
+    assert pos and neg and cap and "best mode" in status
+    parsed = infotext_utils.parse_generation_parameters(info)
+    assert parsed["Prompt"] == pos and parsed["Negative prompt"] == neg, "Send-to pastes both prompts"
+
+
+def test_interrogate_callback_without_image_or_with_error(callbacks, images):
+    cb, shared, svc = callbacks
+    out = cb.interrogate(None, "best", "x", "none", 2, 4, 3)
+    assert all(_is_update(v) for v in out[:4]) and "image" in out[4]
+    out = cb.interrogate(images[0], "best", "ViT-Nope-99/none", "none", 2, 4, 3)
+    assert all(_is_update(v) for v in out[:4]), "an error never lands in the prompt box"
+    assert out[4].startswith("Error") and "ViT-Nope-99" in out[4]
+    assert shared.state.events[-1][0] == "end"
+
+
+def test_analyze_callback(callbacks, images):
+    cb, _, svc = callbacks
+    from interrogator_hosts.a1111_ui import ANALYZE_TABLES
+
+    out = cb.analyze(images[1], svc.settings().clip_model, 3, False)
+    labels, text, status = out[:len(ANALYZE_TABLES)], out[-2], out[-1]
+    assert [len(d) for d in labels] == [3] * len(ANALYZE_TABLES)
+    assert "mediums:" in text and status == "Done."
+
+
+def test_unload_and_interrupt_callbacks(callbacks, images):
+    cb, shared, svc = callbacks
+    assert cb.unload() == "Nothing was loaded."
+    cb.interrogate(images[0], "fast", svc.settings().clip_model, "none", 2, 4, 3)
+    assert cb.unload() == "Models unloaded." and svc.interrogator().models == []
+    cb.interrupt()
+    assert shared.state.interrupted
+
+
+# -- batch ------------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def folder(tmp_path, images):
+    root = tmp_path / "dataset"
+    (root / "sub").mkdir(parents=True)
+    images[0].save(root / "a.png")
+    images[1].save(root / "b.jpg")
+    images[2].save(root / "sub" / "c.png")
+    (root / "broken.png").write_bytes(b"not a png")
+    return root
+
+
+def _batch(cb, svc, folder, output="txt", existing="skip", resume=True, recursive=True, mode="fast"):
+    return cb.batch(str(folder), recursive, output, existing, resume, mode, svc.settings().clip_model,
+                    svc.settings().caption_model, 2, 4, 3)
+
+
+def test_batch_sidecars_recursive_and_bad_files(callbacks, folder):
+    cb, shared, svc = callbacks
+    text = _batch(cb, svc, folder)
+    assert "3 written" in text and "1 failed" in text and "broken.png" in text
+    for name in ("a.txt", "b.txt", "sub/c.txt"):
+        assert (folder / name).read_text().strip()
+    assert not (folder / ".prompt_interrogator.journal").exists(), "a finished run leaves no journal"
+    assert shared.total_tqdm.cleared and shared.state.events[-1][0] == "end"
+    for name in ("a.txt", "b.txt", "sub/c.txt"):
+        (folder / name).unlink()
+    text = _batch(cb, svc, folder, recursive=False)
+    assert "2 written" in text and not (folder / "sub" / "c.txt").exists()
+
+
+def test_batch_skip_overwrite_append(callbacks, folder):
+    cb, _, svc = callbacks
+    (folder / "a.txt").write_text("hand-written")
+    assert "2 written, 1 skipped" in _batch(cb, svc, folder)
+    assert (folder / "a.txt").read_text() == "hand-written"
+    _batch(cb, svc, folder, existing="overwrite")
+    first = (folder / "a.txt").read_text().strip()
+    assert first != "hand-written"
+    _batch(cb, svc, folder, existing="append")
+    assert (folder / "a.txt").read_text().strip() == f"{first}, {first}", "append joins on one line"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_batch_single_file_outputs(callbacks, folder, fmt):
+    cb, _, svc = callbacks
+    text = _batch(cb, svc, folder, output=fmt, mode="best")
+    out = folder / f"prompts.{fmt}"
+    assert "3 written" in text and str(out) in text
+    if fmt == "csv":
+        rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    else:
+        rows = [json.loads(l) for l in out.read_text().splitlines()]
+    assert sorted(r["file"] for r in rows) == ["a.png", "b.jpg", "sub/c.png"]
+    assert all(r["prompt"] and r["negative_prompt"] and r["mode"] == "best" for r in rows)
+    assert "3 skipped" in _batch(cb, svc, folder, output=fmt), "skip: images already in the file"
+    _batch(cb, svc, folder, output=fmt, existing="overwrite")
+    lines = out.read_text().strip().splitlines()
+    assert len(lines) == (4 if fmt == "csv" else 3), "overwrite starts the file anew"
+
+
+def test_batch_interrupt_then_resume(webui, folder, tiny_models, small_data_dir):
+    shared, _ = webui
+    from interrogator_hosts import a1111
+    from interrogator_hosts.a1111_ui import TabCallbacks
+
+    svc = a1111.InterrogatorService(config_overrides={"data_dir": small_data_dir, "caption_max_length": 8,
+                                                      "caption_batch_size": 1})
+    a1111.set_service(svc)
+    cb = TabCallbacks()
+    seen = []
+
+    def progress(value, desc=""):
+        seen.append(value)
+        if len(seen) == 1:
+            shared.state.interrupt()  # the Interrupt button, pressed after the first image
+
+    text = cb.batch(str(folder), True, "txt", "overwrite", True, "fast", svc.settings().clip_model,
+                    svc.settings().caption_model, 2, 4, 3, progress=progress)
+    assert "Interrupted" in text and "1 written" in text
+    journal = folder / ".prompt_interrogator.journal"
+    assert journal.read_text().split() == ["a.png"]
+    a_text = (folder / "a.txt").read_text()
+    (folder / "a.txt").write_text("must stay: resume skips journaled images")
+    text = cb.batch(str(folder), True, "txt", "overwrite", True, "fast", svc.settings().clip_model,
+                    svc.settings().caption_model, 2, 4, 3)
+    assert "2 written, 1 skipped" in text and not journal.exists()
+    assert (folder / "a.txt").read_text() == "must stay: resume skips journaled images"
+    assert (folder / "sub" / "c.txt").exists() and a_text
+
+
+def test_batch_bad_folder_and_options(callbacks, tmp_path):
+    cb, _, svc = callbacks
+    assert cb.batch("", True, "txt", "skip", True, "fast", "", "", 2, 4, 3) == "Enter a folder."
+    assert "not a folder" in _batch(cb, svc, tmp_path / "missing")
+    assert "unknown output" in _batch(cb, svc, tmp_path, output="xml")
+    assert "mode" in _batch(cb, svc, tmp_path, mode="fastest")
