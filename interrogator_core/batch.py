@@ -1,7 +1,15 @@
-"""Folder batches: walk images (subfolders too), interrogate in chunks, write outputs as each chunk finishes.
+"""Batch interrogation of image folders: sidecar ``.txt`` files or one csv/jsonl file, resumable.
 
-Nothing finished is lost: sidecars and jsonl/csv rows are written per chunk; a bad file is reported and
-skipped; ``skip_existing`` resumes an interrupted run (images with a sidecar or a jsonl/csv row are skipped).
+Used by the CLI and the A1111/Forge Batch tab::
+
+    images = collect_images(["dataset/"], recursive=True)
+    with BatchWriter("dataset/", output="txt", existing="skip") as writer:
+        summary = run_batch(interrogator, images, writer, mode="best")
+
+Resume: every image whose output was written is recorded in a journal file; when a run stops (Interrupt,
+error, crash) the journal stays, and the next run with ``resume=True`` skips the images it lists. A run that
+finishes deletes its journal. With ``existing="skip"`` and sidecars, existing ``.txt`` files are skipped too,
+so a folder can always be completed by running again.
 """
 from __future__ import annotations
 
@@ -9,183 +17,281 @@ import csv
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
-from .errors import ImageError, InterrogatorError, Interrupted, ModelLoadError, ModelNotFoundError, UnknownNameError
+from .errors import ImageError, InterrogatorError, Interrupted
 from .images import iter_image_files, open_image
-from .interrogator import Interrogator
-from .result import InterrogationResult
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
-SIDECAR_MODES = ("overwrite", "append", "skip")
-CSV_FIELDS = ("source", "mode", "positive", "negative", "caption", "similarity", "negative_similarity")
+
+#: ``txt``: one sidecar per image (``photo.png`` → ``photo.txt``); ``csv``/``jsonl``: one file for the run.
+OUTPUT_FORMATS = ("txt", "csv", "jsonl")
+#: What to do when an image already has output: ``skip`` it, ``overwrite`` it, or ``append`` to it.
+EXISTING_POLICIES = ("skip", "overwrite", "append")
+#: Journal of the images done by an unfinished run (sidecar output: in the folder; file output: beside it).
+JOURNAL_NAME = ".prompt_interrogator.journal"
+CSV_COLUMNS = ("file", "prompt", "negative_prompt", "caption", "mode", "similarity")
 
 
-@dataclass
-class BatchOptions:
-    """How a batch runs and where results go.
+def result_text(result) -> str:
+    """The text a sidecar gets: the prompt, or the negative prompt in negative mode."""
+    if getattr(result, "mode", "") == "negative":
+        return result.negative
+    return result.positive or result.caption
 
-    Attributes:
-        mode, min_flavors, max_flavors, negative_count: passed to :meth:`Interrogator.interrogate`.
-        recursive: walk subfolders.
-        sidecar: write ``<image>.txt`` with the positive prompt: "overwrite", "append", "skip" (skip
-            images that already have one) or None.
-        jsonl / csv: append one row per image to this file (None: off).
-        skip_existing: resume — skip images already present in the jsonl/csv file.
-        chunk_size: images per engine call.
-    """
 
-    mode: str = "best"
-    min_flavors: int = 8
-    max_flavors: int = 32
-    negative_count: int = 16
-    recursive: bool = True
-    sidecar: Optional[str] = None
-    jsonl: Optional[PathLike] = None
-    csv: Optional[PathLike] = None
-    skip_existing: bool = False
-    chunk_size: int = 4
-
-    def __post_init__(self) -> None:
-        if self.sidecar is not None and self.sidecar not in SIDECAR_MODES:
-            raise ValueError(f"sidecar must be one of {', '.join(SIDECAR_MODES)} or None, got {self.sidecar!r}")
-        if self.chunk_size < 1:
-            raise ValueError("chunk_size must be at least 1")
+def collect_images(paths: Iterable[PathLike], recursive: bool = True) -> List[Path]:
+    """Image files named or inside the folders (sorted; subfolders when ``recursive``); missing paths raise."""
+    paths = [Path(p) for p in paths]
+    for p in paths:
+        if not p.exists():
+            raise FileNotFoundError(f"{p} does not exist")
+    return [p for p in iter_image_files(paths, recursive) if p.is_file()]
 
 
 @dataclass
 class BatchSummary:
-    done: int = 0
+    """What a batch run did. ``failed`` lists ``(file, reason)``; ``error`` is set when the run stopped on one."""
+
+    total: int = 0
+    written: int = 0
     skipped: int = 0
     failed: List[Tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False
+    error: Optional[str] = None
+    output: Optional[str] = None
 
     @property
-    def ok(self) -> bool:
-        return not self.failed and not self.interrupted
+    def complete(self) -> bool:
+        return not self.interrupted and self.error is None
+
+    def to_text(self) -> str:
+        lines = [f"{self.written} written, {self.skipped} skipped, {len(self.failed)} failed of {self.total} images"
+                 + (f" → {self.output}" if self.output else "")]
+        if self.interrupted:
+            lines.append("Interrupted: run again with 'resume' to continue where it stopped.")
+        if self.error:
+            lines.append(f"Stopped on error: {self.error}")
+        lines.extend(f"  {f}: {reason}" for f, reason in self.failed[:20])
+        if len(self.failed) > 20:
+            lines.append(f"  ... and {len(self.failed) - 20} more")
+        return "\n".join(lines)
 
 
-def sidecar_path(image: Path) -> Path:
-    return image.with_suffix(".txt")
+class BatchWriter:
+    """Writes one result per image and remembers what is done.
 
+    Args:
+        root: the folder the images come from (keys in csv/jsonl and the journal are relative to it).
+        output: ``txt`` (sidecars), ``csv`` or ``jsonl``.
+        existing: ``skip`` / ``overwrite`` / ``append`` (sidecars: per file, append joins with ", ";
+            csv/jsonl: ``skip`` leaves out images already in the file, ``overwrite`` starts the file anew,
+            ``append`` adds rows for every image).
+        out_file: csv/jsonl path (default ``root/prompts.csv`` or ``root/prompts.jsonl``).
+        resume: skip the images recorded in the journal of an unfinished earlier run.
+    """
 
-def _already_done(options: BatchOptions) -> Set[str]:
-    done: Set[str] = set()
-    if options.jsonl and Path(options.jsonl).is_file():
-        with open(options.jsonl, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    done.add(json.loads(line)["source"])
-                except (ValueError, KeyError, TypeError):
-                    continue  # a torn last line from an interrupted run: that image is redone
-    if options.csv and Path(options.csv).is_file():
-        with open(options.csv, newline="", encoding="utf-8") as f:
-            done.update(row.get("source", "") for row in csv.DictReader(f))
-    return done
+    def __init__(self, root: PathLike, output: str = "txt", existing: str = "skip",
+                 out_file: Optional[PathLike] = None, resume: bool = True) -> None:
+        if output not in OUTPUT_FORMATS:
+            raise ValueError(f"unknown output {output!r}; valid: {', '.join(OUTPUT_FORMATS)}")
+        if existing not in EXISTING_POLICIES:
+            raise ValueError(f"unknown existing-output policy {existing!r}; valid: {', '.join(EXISTING_POLICIES)}")
+        self.root = Path(root)
+        self.output = output
+        self.existing = existing
+        self.resume = resume
+        if output == "txt":
+            self.out_file: Optional[Path] = None
+            self.journal = self.root / JOURNAL_NAME
+        else:
+            self.out_file = Path(out_file) if out_file else self.root / f"prompts.{output}"
+            self.journal = self.out_file.with_name(self.out_file.name + ".journal")
+        self._journaled: Set[str] = set()
+        if resume and self.journal.is_file():
+            self._journaled = {l for l in self.journal.read_text(encoding="utf-8").splitlines() if l}
+            log.info("resuming: %d images already done according to %s", len(self._journaled), self.journal)
+        elif self.journal.exists():
+            self.journal.unlink()
+        self._in_file: Set[str] = set()
+        self._fh = None
+        self._csv = None
+        self._journal_fh = None
+        self._open()
 
+    # -- setup --------------------------------------------------------------------------------------------
+    def _open(self) -> None:
+        if self.out_file is None:
+            return
+        self.out_file.parent.mkdir(parents=True, exist_ok=True)
+        continuing = bool(self._journaled)
+        if self.out_file.is_file() and (self.existing != "overwrite" or continuing):
+            self._in_file = self._read_keys(self.out_file)
+            mode = "a"
+        else:
+            mode = "w"
+        new_file = mode == "w" or self.out_file.stat().st_size == 0
+        self._fh = open(self.out_file, mode, encoding="utf-8", newline="")
+        if self.output == "csv":
+            self._csv = csv.writer(self._fh)
+            if new_file:
+                self._csv.writerow(CSV_COLUMNS)
+                self._fh.flush()
 
-class _Writer:
-    def __init__(self, options: BatchOptions) -> None:
-        self.o = options
+    def _read_keys(self, path: Path) -> Set[str]:
+        keys: Set[str] = set()
+        with open(path, encoding="utf-8", newline="") as fh:
+            if self.output == "csv":
+                for row in csv.DictReader(fh):
+                    if row.get("file"):
+                        keys.add(row["file"])
+            else:
+                for line in fh:
+                    try:
+                        keys.add(json.loads(line)["file"])
+                    except (ValueError, KeyError, TypeError):
+                        continue  # a line cut short by a crash
+        return keys
 
-    def write(self, result: InterrogationResult) -> None:
-        o = self.o
-        if o.sidecar:
-            path = sidecar_path(Path(result.source or ""))
-            text = result.positive if o.mode != "negative" else result.negative
-            if o.sidecar == "append" and path.is_file() and path.stat().st_size:
-                old = path.read_text(encoding="utf-8").rstrip()
-                text = f"{old}, {text}" if text else old
-            _atomic_write(path, text + "\n")
-        row = {k: getattr(result, k) for k in CSV_FIELDS}
-        if o.jsonl:
-            with open(o.jsonl, "a", encoding="utf-8") as f:
-                f.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
-        if o.csv:
-            new = not Path(o.csv).is_file() or Path(o.csv).stat().st_size == 0
-            with open(o.csv, "a", newline="", encoding="utf-8") as f:
-                w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-                if new:
-                    w.writeheader()
-                w.writerow(row)
+    # -- queries ------------------------------------------------------------------------------------------
+    def key(self, image: PathLike) -> str:
+        """The image's name in outputs and the journal: relative to ``root`` (posix), else absolute."""
+        p = Path(image)
+        try:
+            return p.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return str(p.resolve())
+
+    def sidecar(self, image: PathLike) -> Path:
+        return Path(image).with_suffix(".txt")
+
+    def is_done(self, image: PathLike) -> bool:
+        """True when the image needs no work: in the journal, or skipped by the existing-output policy."""
+        k = self.key(image)
+        if k in self._journaled:
+            return True
+        if self.existing != "skip":
+            return False
+        if self.out_file is None:
+            return self.sidecar(image).is_file()
+        return k in self._in_file
+
+    def pending(self, images: Iterable[PathLike]) -> List[Path]:
+        return [Path(i) for i in images if not self.is_done(i)]
+
+    # -- writing ------------------------------------------------------------------------------------------
+    def write(self, image: PathLike, result) -> None:
+        """Write one image's result (an ``InterrogationResult``) and record it in the journal."""
+        k = self.key(image)
+        text = result_text(result)
+        if self.out_file is None:
+            target = self.sidecar(image)
+            if self.existing == "append" and target.is_file():
+                old = target.read_text(encoding="utf-8").strip()
+                text = f"{old}, {text}" if old and text else (old or text)
+            _atomic_write(target, text + "\n")
+        elif self.output == "csv":
+            assert self._csv is not None and self._fh is not None
+            self._csv.writerow([k, result.positive, result.negative, result.caption, result.mode,
+                                "" if result.similarity is None else f"{result.similarity:.4f}"])
+            self._fh.flush()
+        else:
+            assert self._fh is not None
+            row = {"file": k, "prompt": result.positive, "negative_prompt": result.negative,
+                   "caption": result.caption, "mode": result.mode, "similarity": result.similarity,
+                   "negative_similarity": result.negative_similarity}
+            self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self._fh.flush()
+        self._in_file.add(k)
+        self._record(k)
+
+    def _record(self, key: str) -> None:
+        if self._journal_fh is None:
+            self.journal.parent.mkdir(parents=True, exist_ok=True)
+            self._journal_fh = open(self.journal, "a", encoding="utf-8")
+        self._journal_fh.write(key + "\n")
+        self._journal_fh.flush()
+        self._journaled.add(key)
+
+    def close(self, complete: bool = False) -> None:
+        """Close files; a ``complete`` run deletes its journal (an unfinished one keeps it for resume)."""
+        for fh in (self._fh, self._journal_fh):
+            if fh is not None:
+                fh.close()
+        self._fh = self._journal_fh = self._csv = None
+        if complete and self.journal.exists():
+            self.journal.unlink()
+
+    def __enter__(self) -> "BatchWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(complete=False)
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
-def run_batch(
-    interrogator: Interrogator,
-    paths: Sequence[PathLike],
-    options: Optional[BatchOptions] = None,
-    on_result: Optional[Callable[[InterrogationResult], None]] = None,
-    on_progress: Optional[Callable[[int, int], None]] = None,
-) -> BatchSummary:
-    """Interrogate every image under ``paths``; returns counts and the failures (path, reason)."""
-    o = options or BatchOptions()
-    files = list(iter_image_files(paths, o.recursive))
-    summary = BatchSummary()
-    done_before = _already_done(o) if o.skip_existing else set()
-    todo: List[Path] = []
-    for f in files:
-        if str(f) in done_before or (o.sidecar == "skip" and sidecar_path(f).is_file()):
-            summary.skipped += 1
-        else:
-            todo.append(f)
-    writer = _Writer(o)
-    total = len(todo)
-    for start in range(0, total, o.chunk_size):
-        chunk = todo[start:start + o.chunk_size]
-        loaded, sources = [], []
-        for f in chunk:
-            try:
-                loaded.append(open_image(f))
-                sources.append(str(f))
-            except ImageError as e:
-                log.error("%s", e)
-                summary.failed.append((str(f), e.reason))
-        try:
-            results = [] if not loaded else interrogator.interrogate(loaded, mode=o.mode, min_flavors=o.min_flavors,
-                                               max_flavors=o.max_flavors, negative_count=o.negative_count)
-        except Interrupted:
-            summary.interrupted = True
-            log.warning("batch interrupted after %d images; run again with skip_existing to resume", summary.done)
-            break
-        except (ModelNotFoundError, ModelLoadError, UnknownNameError):
-            raise  # fatal for every image: the caller shows the message once
-        except InterrogatorError as e:
-            # one bad image must not sink the chunk: retry each image alone
-            if len(loaded) <= 1:
-                summary.failed.extend((s, str(e)) for s in sources)
-                results = []
-            else:
-                results, keep = [], []
-                for im, s in zip(loaded, sources):
-                    try:
-                        results.extend(interrogator.interrogate([im], mode=o.mode, min_flavors=o.min_flavors,
-                                                                max_flavors=o.max_flavors,
-                                                                negative_count=o.negative_count))
-                        keep.append(s)
-                    except Interrupted:
-                        summary.interrupted = True
-                        break
-                    except InterrogatorError as e1:
-                        summary.failed.append((s, str(e1)))
-                sources = keep
-        for r, s in zip(results, sources):
-            r.source = s
-            writer.write(r)
-            summary.done += 1
-            if on_result is not None:
-                on_result(r)
-        if on_progress is not None:
-            on_progress(min(start + o.chunk_size, total), total)
-        if summary.interrupted:
-            break
+def run_batch(interrogator, images: Sequence[PathLike], writer: Optional[BatchWriter], *, mode: str = "best",
+              min_flavors: int = 8, max_flavors: int = 32, negative_count: int = 16, chunk_size: int = 8,
+              on_progress: Optional[Callable[[int, int, str], None]] = None,
+              on_result: Optional[Callable[[Path, object], None]] = None) -> BatchSummary:
+    """Interrogate ``images`` in chunks, writing each result as soon as its chunk is done.
+
+    Unreadable images are listed in the summary and the run goes on; ``Interrupted`` or another engine error
+    stops it (``summary.interrupted`` / ``summary.error``) with everything done so far written and journaled.
+    The writer is closed, and its journal deleted when the run completed. Without a writer nothing is
+    written or skipped; ``on_result(path, result)`` sees every result either way.
+    """
+    summary = BatchSummary(total=len(images), output=str(writer.out_file or writer.root) if writer else None)
+    todo = writer.pending(images) if writer else [Path(i) for i in images]
+    summary.skipped = len(images) - len(todo)
+    done = 0
+    try:
+        for start in range(0, len(todo), max(1, chunk_size)):
+            chunk = todo[start:start + max(1, chunk_size)]
+            opened, paths = [], []
+            for path in chunk:
+                try:
+                    opened.append(open_image(path))
+                    paths.append(path)
+                except ImageError as e:
+                    log.warning("batch: skipping %s", e)
+                    summary.failed.append((writer.key(path) if writer else str(path), e.reason))
+            if opened:
+                results = interrogator.interrogate(opened, mode=mode, min_flavors=min_flavors,
+                                                   max_flavors=max_flavors, negative_count=negative_count)
+                for path, result in zip(paths, results):
+                    result.source = str(path)
+                    if writer is not None:
+                        writer.write(path, result)
+                    summary.written += 1
+                    if on_result is not None:
+                        on_result(path, result)
+            done += len(chunk)
+            if on_progress is not None:
+                on_progress(done, len(todo), chunk[-1].name)
+    except Interrupted:
+        summary.interrupted = True
+        log.info("batch interrupted after %d of %d images", summary.written, len(todo))
+    except InterrogatorError as e:
+        summary.error = str(e)
+        log.error("batch stopped: %s", e)
+    finally:
+        if writer is not None:
+            writer.close(complete=summary.complete)
     return summary

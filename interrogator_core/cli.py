@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from .batch import SIDECAR_MODES, BatchOptions, run_batch
+from .batch import EXISTING_POLICIES, BatchWriter, collect_images, run_batch
 from .cache import default_cache_dir
 from .errors import InterrogatorError
 from .host import OffloadPolicy, StandaloneHost
@@ -45,11 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user-tables", default=None, metavar="DIR", help="folder of extra NAME.txt label lists")
     p.add_argument("--blocklist", default=None, metavar="FILE", help="labels never to use, one per line")
     p.add_argument("--no-recursive", action="store_true", help="do not walk subfolders")
-    p.add_argument("--txt", choices=SIDECAR_MODES, default=None,
-                   help="write <image>.txt sidecars with the prompt: overwrite, append or skip existing")
-    p.add_argument("--jsonl", default=None, metavar="FILE", help="append one JSON line per image")
-    p.add_argument("--csv", default=None, metavar="FILE", help="append one CSV row per image")
-    p.add_argument("--resume", action="store_true", help="skip images already in --jsonl/--csv output")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--txt", choices=EXISTING_POLICIES, default=None,
+                     help="write <image>.txt sidecars with the prompt; existing ones: overwrite, append or skip")
+    out.add_argument("--jsonl", default=None, metavar="FILE", help="add one JSON line per image to FILE")
+    out.add_argument("--csv", default=None, metavar="FILE", help="add one CSV row per image to FILE")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run: skip images it finished (and images already in FILE)")
     p.add_argument("--batch-size", type=int, default=4, help="images per engine call")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no per-image printout")
     p.add_argument("--log-level", default="WARNING")
@@ -115,20 +117,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         ci = Interrogator(_config(a), StandaloneHost(device=a.device, dtype=a.precision, progress=_PhaseBars(a.quiet)))
         if a.mode == "analyze":
             return _analyze(ci, a)
-        files = list(iter_image_files(a.inputs, not a.no_recursive))
+        files = collect_images(a.inputs, recursive=not a.no_recursive)
         bar = _progress_bar(a.quiet, len(files))
 
-        def show(r) -> None:
+        def show(path, r) -> None:
             if not a.quiet:
-                text = f"== {r.source}\npositive: {r.positive}\nnegative: {r.negative}\n"
-                (bar.write if bar is not None else print)(text.rstrip("\n"))
+                text = f"== {path}\npositive: {r.positive}\nnegative: {r.negative}"
+                (bar.write if bar is not None else print)(text)
             if bar is not None:
                 bar.update(1)
 
-        summary = run_batch(ci, a.inputs, BatchOptions(
-            mode=a.mode, min_flavors=a.min_flavors, max_flavors=a.max_flavors, negative_count=a.negative_count,
-            recursive=not a.no_recursive, sidecar=a.txt, jsonl=a.jsonl, csv=a.csv, skip_existing=a.resume,
-            chunk_size=a.batch_size), on_result=show)
+        summary = run_batch(ci, files, _writer(a), mode=a.mode, min_flavors=a.min_flavors,
+                            max_flavors=a.max_flavors, negative_count=a.negative_count, chunk_size=a.batch_size,
+                            on_result=show)
         if bar is not None:
             bar.close()
     except KeyboardInterrupt:
@@ -139,13 +140,30 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_FAILED
     for path, reason in summary.failed:
         print(f"failed: {path}: {reason}", file=sys.stderr)
-    print(f"{summary.done} done, {summary.skipped} skipped, {len(summary.failed)} failed", file=sys.stderr)
+    print(f"{summary.written} done, {summary.skipped} skipped, {len(summary.failed)} failed", file=sys.stderr)
+    if summary.error:
+        print(f"error: {summary.error}", file=sys.stderr)
+        return EXIT_FAILED
     if summary.interrupted:
         return EXIT_INTERRUPTED
-    if not summary.done and not summary.skipped:
+    if not summary.written and not summary.skipped:
         print("error: no image could be processed", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _writer(a: argparse.Namespace) -> Optional[BatchWriter]:
+    """The output writer the flags ask for (None: print only). Keys are relative to the first input."""
+    first = Path(a.inputs[0])
+    root = first if first.is_dir() else first.parent
+    if a.txt:
+        return BatchWriter(root, output="txt", existing=a.txt, resume=a.resume)
+    for fmt in ("jsonl", "csv"):
+        target = getattr(a, fmt)
+        if target:
+            return BatchWriter(root, output=fmt, existing="skip" if a.resume else "append", out_file=target,
+                               resume=a.resume)
+    return None
 
 
 def _analyze(ci: Interrogator, a: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ from interrogator_core import (AnalyzeResult, InterrogationResult, Interrogator,
                                ModelHandle, OffloadPolicy, list_caption_models, list_modes)
 from interrogator_core.errors import UnknownNameError
 
-from . import batch as batch_mod
+from interrogator_core import batch as batch_mod
 
 log = logging.getLogger(__name__)
 

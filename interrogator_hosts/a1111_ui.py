@@ -14,7 +14,7 @@ import gradio as gr
 from interrogator_core import Interrupted, TABLE_NAMES, list_caption_models, list_modes
 
 from .a1111 import IMG2IMG_ACTIONS, NO_CAPTION, InterrogatorService, get_service
-from .batch import EXISTING_POLICIES
+from interrogator_core.batch import EXISTING_POLICIES
 
 log = logging.getLogger(__name__)
 

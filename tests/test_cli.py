@@ -31,16 +31,18 @@ def _args(tiny_models, small_data_dir, tmp_path, *extra):
 
 def test_folder_prints_prompts_writes_sidecars_and_reports_bad_file(tiny_models, small_data_dir, tmp_path, folder,
                                                                   capsys):
-    rc = main(_args(tiny_models, small_data_dir, tmp_path, str(folder), "--mode", "fast", "--txt", "overwrite",
-                    "--jsonl", str(tmp_path / "out.jsonl"), "--csv", str(tmp_path / "out.csv")))
+    rc = main(_args(tiny_models, small_data_dir, tmp_path, str(folder), "--mode", "fast", "--txt", "overwrite"))
     out, err = capsys.readouterr()
     assert rc == 1  # one file failed, the others were done
     assert "broken.png" in err and "2 done, 0 skipped, 1 failed" in err
+    for name in ("a.txt", "sub/b.txt"):
+        assert (folder / name).read_text().strip()
+    main(_args(tiny_models, small_data_dir, tmp_path, str(folder), "--mode", "fast", "--jsonl", str(tmp_path / "out.jsonl")))
     rows = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert sorted(Path(r["source"]).name for r in rows) == ["a.png", "b.jpg"]
+    assert sorted(r["file"] for r in rows) == ["a.png", "sub/b.jpg"]
     for r in rows:
-        side = Path(r["source"]).with_suffix(".txt").read_text().strip()
-        assert side == r["positive"] and r["negative"]
+        assert (folder / r["file"]).with_suffix(".txt").read_text().strip() == r["prompt"] and r["negative_prompt"]
+    main(_args(tiny_models, small_data_dir, tmp_path, str(folder), "--mode", "fast", "--csv", str(tmp_path / "out.csv")))
     with open(tmp_path / "out.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 2
 

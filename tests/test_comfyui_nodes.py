@@ -112,7 +112,7 @@ def test_entry_exports_namespaced_v1_nodes_only(comfy):
     assert comfy.nodes.Interrogate.OUTPUT_IS_LIST == (True, True, True)
 
 
-def test_import_does_no_heavy_work():
+def test_import_does_no_heavy_work(tmp_path):
     code = (
         "import sys, importlib.util\n"
         f"sys.path.insert(0, {str(FAKES)!r})\n"
@@ -126,7 +126,9 @@ def test_import_does_no_heavy_work():
         # appended, never prepended: our nodes.py must not shadow ComfyUI's top-level `nodes`
         f"print('LAST', sys.path[-1] == {str(ROOT)!r})\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                         cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stdout
     assert "LAST True" in out.stdout

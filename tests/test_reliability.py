@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from interrogator_core import ImageError
-from interrogator_core.batch import BatchOptions, run_batch
+from interrogator_core.batch import collect_images, run_batch
 from interrogator_core.images import open_image, to_rgb
 from interrogator_core.labels import read_user_list
 
@@ -147,8 +147,8 @@ def test_batch_skips_bad_images_and_keeps_the_rest(make_interrogator, tmp_path, 
     (tmp_path / "empty.jpg").write_bytes(b"")
     images[1].save(tmp_path / "good2.png")
     done = []
-    summary = run_batch(make_interrogator(), [tmp_path], BatchOptions(mode="fast", chunk_size=4),
-                        on_result=lambda r: done.append(os.path.basename(r.source)))
+    summary = run_batch(make_interrogator(), collect_images([tmp_path]), None, mode="fast", chunk_size=4,
+                        on_result=lambda path, r: done.append(path.name))
     assert sorted(done) == ["good1.png", "good2.png"]
     assert sorted(os.path.basename(p) for p, _ in summary.failed) == ["bad.png", "empty.jpg"]
 

@@ -1,5 +1,5 @@
 """Fake of ``comfy.utils.ProgressBar``: records every update in ``UPDATES``."""
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 #: (bar id, value, total) for every update of every bar.
 UPDATES: List[Tuple[int, int, int]] = []
