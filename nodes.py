@@ -90,39 +90,15 @@ class _Loaded:
 _LOADED: Dict[str, _Loaded] = {}
 
 
-def _release_label_device_copies(interrogator: Interrogator) -> None:
-    """Drop the device copies of the label embeddings (the CPU copies stay). Called when ComfyUI evicts us."""
-    indexes = getattr(interrogator, "_indexes", None)  # engine internals: see the report to the engine owner
-    for index in indexes() if callable(indexes) else []:
-        index.release()
-
-
 def _on_evict_for(interrogator: Interrogator):
     ref = weakref.ref(interrogator)
 
     def on_evict() -> None:
         it = ref()
         if it is not None:
-            _release_label_device_copies(it)
+            it.release_device_caches()
 
     return on_evict
-
-
-def _transplant(old: _Loaded, new: Interrogator, clip_model: str, caption_model: Optional[str],
-                precision: str) -> List[str]:
-    """Move the models of ``old`` that ``new`` would load identically into ``new``; returns what moved."""
-    moved: List[str] = []
-    if old.precision != precision:
-        return moved
-    src = old.interrogator
-    if caption_model and old.caption_model == caption_model and getattr(src, "_captioner", None) is not None:
-        new._captioner = src._captioner
-        moved.append("caption model")
-    if old.clip_model == clip_model and getattr(src, "_clip", None) is not None:
-        for attr in ("_clip", "_tables", "_pool", "_negative_pool"):
-            setattr(new, attr, getattr(src, attr))
-        moved.append("CLIP model and label tables")
-    return moved
 
 
 def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str], precision: str,
@@ -152,10 +128,9 @@ def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str]
     host.on_evict = _on_evict_for(new)
     if old is not None:
         old.interrogator.host.forget(old.interrogator.models)
-        moved = _transplant(old, new, clip_model, caption_model, precision)
+        moved = new.adopt_models_from(old.interrogator)
         log.info("loader %s: new settings; reused: %s", node_id, ", ".join(moved) or "nothing")
-        if not moved:
-            old.interrogator.unload()
+        old.interrogator.unload()  # frees only what was not taken over
     _LOADED[node_id] = _Loaded(new, clip_model, caption_model, precision)
     return new
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from . import prompts
 from .cache import LabelCache, default_cache_dir
-from .caption import Captioner, load_captioner
+from .caption import FAMILIES, Captioner, load_captioner
 from .clip import ClipModel, load_clip
 from .errors import InterrogatorError, UnknownNameError
 from .host import HostAdapter, ModelHandle, OffloadPolicy, StandaloneHost, empty_device_cache, retry_smaller_on_oom
@@ -177,13 +177,45 @@ class Interrogator:
             if caption and self.config.caption_model:
                 self._use(self._get_captioner().handle)
 
+    def release_device_caches(self) -> None:
+        """Drop the device copies of label embeddings and the text encoder's cached prefix (no host calls).
+
+        For hosts that evict our models themselves (ComfyUI) and must not be called back while doing so.
+        """
+        for index in self._indexes():
+            index.release()
+        if self._clip is not None:
+            self._clip.text.release()
+
+    def adopt_models_from(self, other: "Interrogator") -> List[str]:
+        """Take over ``other``'s loaded models that this configuration would load identically (same model
+        name and dtype; label tables also need the same lists and blocklist). Returns what was taken;
+        ``other`` no longer holds it. Lets a host change one setting without reloading everything."""
+        taken: List[str] = []
+        mine, theirs = self.config, other.config
+        with other._lock, self._lock:
+            dtype = self._dtype()
+            cap = other._captioner
+            if cap is not None and mine.caption_model == theirs.caption_model \
+                    and cap.handle.dtype == (dtype if FAMILIES[cap.family].half_ok else torch.float32):
+                self._captioner, other._captioner = cap, None
+                taken.append("caption model")
+            clip = other._clip
+            if clip is not None and mine.clip_model == theirs.clip_model and clip.handle.dtype == dtype:
+                self._clip, other._clip = clip, None
+                taken.append("CLIP model")
+                same_lists = all(getattr(mine, f) == getattr(theirs, f)
+                                 for f in ("data_dir", "user_tables_dir", "blocklist", "cache_dir"))
+                if same_lists and other._tables is not None:
+                    self._tables, self._pool, self._negative_pool = other._tables, other._pool, other._negative_pool
+                    taken.append("label tables")
+                other._tables = other._pool = other._negative_pool = None
+        return taken
+
     def offload(self) -> None:
         """Move every model to the offload device and drop device copies of label embeddings."""
         with self._lock:
-            for index in self._indexes():
-                index.release()
-            if self._clip is not None:
-                self._clip.text.release()
+            self.release_device_caches()
             handles = self._handles()
             if handles:
                 self.host.offload(handles)

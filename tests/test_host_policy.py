@@ -100,3 +100,17 @@ def test_oom_at_batch_one_is_a_clear_error_not_a_prompt(make_interrogator, image
         ci.interrogate(images, mode="fast")
     hook.remove()
     assert ci.interrogate(images[:1], mode="fast")[0].positive  # the interrogator stays usable
+
+
+def test_adopt_models_takes_only_what_would_load_identically(make_interrogator, images, small_data_dir):
+    old = make_interrogator()
+    old.interrogate(images[:1], mode="fast")
+    clip_module = old._clip.module
+    new = make_interrogator(caption_model=None)
+    assert new.adopt_models_from(old) == ["CLIP model", "label tables"]
+    assert new._clip.module is clip_module and old._clip is None and old._captioner is not None
+    other = make_interrogator(blocklist=["bokeh"])
+    assert other.adopt_models_from(new) == ["CLIP model"]  # another blocklist: tables are rebuilt
+    assert other.analyze(images[:1], top_n=50, tables=["flavors"])[0].tables["flavors"]
+    fp16 = make_interrogator(host=StandaloneHost(device="cpu", dtype="fp16"))
+    assert fp16.adopt_models_from(old) == []  # another dtype: nothing fits
