@@ -32,7 +32,7 @@ CLIP_NAME = "ViT-B-32/bench"  # the reference needs ARCH/TAG; the cache files ar
 MODES = ("fast", "classic", "negative", "best")
 
 
-def _subset_data(folder: Path, n_flavors: int, n_artists: int) -> Path:
+def _subset_data(folder: Path, n_flavors, n_artists) -> Path:
     from interrogator_core.labels import DATA_DIR, load_list
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -40,6 +40,7 @@ def _subset_data(folder: Path, n_flavors: int, n_artists: int) -> Path:
         (folder / f"{name}.txt").write_text("\n".join(load_list(DATA_DIR / f"{name}.txt")), encoding="utf-8")
     (folder / "flavors.txt").write_text("\n".join(load_list(DATA_DIR / "flavors.txt")[:n_flavors]), encoding="utf-8")
     (folder / "artists.txt").write_text("\n".join(load_list(DATA_DIR / "artists.txt")[:n_artists]), encoding="utf-8")
+    # (a slice [:None] keeps the whole list)
     return folder
 
 
@@ -253,8 +254,9 @@ def main() -> None:
     p.add_argument("--max-flavors", type=int, default=8)
     p.add_argument("--build-flavors", type=int, default=1024, help="flavors in the cold table-build subset")
     p.add_argument("--build-artists", type=int, default=64)
-    p.add_argument("--modes-flavors", type=int, default=8000, help="flavors in the warm-cache modes subset")
-    p.add_argument("--modes-artists", type=int, default=1000)
+    p.add_argument("--modes-flavors", type=int, default=None,
+                   help="flavors for the modes (default: all ~100k, as users have; the cache is built once)")
+    p.add_argument("--modes-artists", type=int, default=None, help="artists for the modes (default: all)")
     p.add_argument("--out", default=None)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()

@@ -16,7 +16,8 @@ from .errors import (DeviceOutOfMemoryError, ImageError, InterrogatorError, Inte
 from .host import HostAdapter, ModelHandle, OffloadPolicy, StandaloneHost
 from .interrogator import MODES, Interrogator, InterrogatorConfig, list_modes
 from .labels import TABLE_NAMES
-from .result import AnalyzeResult, InterrogationResult
+from .result import AnalyzeResult, InterrogationResult, RoundTripScore
+from .targets import TARGETS, TargetPreset, list_targets
 
 __version__ = "0.1.0"
 
@@ -25,5 +26,6 @@ __all__ = [
     "InterrogationResult", "Interrogator", "InterrogatorConfig", "InterrogatorError", "Interrupted",
     "LabelCache", "MODES", "ModelHandle", "ModelLoadError", "ModelNotFoundError", "OffloadPolicy",
     "StandaloneHost", "TABLE_NAMES", "UnknownNameError", "cache_file_name", "default_cache_dir", "label_hash",
-    "list_caption_models", "list_clip_models", "list_modes",
+    "list_caption_models", "list_clip_models", "list_modes", "RoundTripScore", "TARGETS", "TargetPreset",
+    "list_targets",
 ]

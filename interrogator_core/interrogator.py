@@ -5,7 +5,7 @@ import logging
 import os
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
@@ -19,8 +19,9 @@ from .errors import InterrogatorError, UnknownNameError
 from .host import HostAdapter, ModelHandle, OffloadPolicy, StandaloneHost, empty_device_cache, retry_smaller_on_oom
 from .images import ImageInput, describe, load_rgb
 from .labels import TABLE_NAMES, builtin_labels, read_blocklist, user_tables
-from .result import AnalyzeResult, InterrogationResult
+from .result import AnalyzeResult, InterrogationResult, RoundTripScore
 from .tables import LabelIndex
+from .targets import CUSTOM, TARGETS, target_clip_model
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,10 @@ class InterrogatorConfig:
         caption_max_length: max new tokens of a caption.
         caption_batch_size / image_batch_size / text_batch_size: batch sizes (lower them for low VRAM).
         flavor_intermediate_count: how many top-ranked labels the chains choose from.
+        target: a diffusion family from ``list_targets()`` (sd15, sd2, sdxl) that picks ``clip_model``, or
+            "custom" to use ``clip_model`` as given.
+        sdxl_dual: with target "sdxl", also build prompts with SDXL's second encoder (ViT-L/14) and return
+            them as ``positive_l``/``negative_l`` (the bigG prompts stay ``positive``/``negative``).
     """
 
     clip_model: str = "ViT-L-14/openai"
@@ -73,9 +78,14 @@ class InterrogatorConfig:
     image_batch_size: int = 16
     text_batch_size: int = 512
     flavor_intermediate_count: int = 2048
+    target: str = CUSTOM
+    sdxl_dual: bool = False
 
     def __post_init__(self) -> None:
         self.offload = OffloadPolicy.parse(self.offload)
+        self.clip_model = target_clip_model(self.target, self.clip_model)
+        if self.sdxl_dual and self.target != "sdxl":
+            raise ValueError("sdxl_dual needs target='sdxl'")
         for name in ("caption_max_length", "caption_batch_size", "image_batch_size", "text_batch_size",
                      "flavor_intermediate_count"):
             if int(getattr(self, name)) < 1:
@@ -98,6 +108,7 @@ class Interrogator:
         self._tables: Optional[Dict[str, LabelIndex]] = None
         self._pool: Optional[LabelIndex] = None
         self._negative_pool: Optional[LabelIndex] = None
+        self._second: Optional["Interrogator"] = None
         self._cache = LabelCache(self.config.cache_dir)
 
     # -- public API -----------------------------------------------------------------------------------------
@@ -110,6 +121,7 @@ class Interrogator:
         max_flavors: int = 32,
         negative_count: int = 16,
         captions: Optional[Sequence[Optional[str]]] = None,
+        beam_width: int = 1,
     ) -> List[InterrogationResult]:
         """One :class:`InterrogationResult` per image (positive, negative, caption, similarities).
 
@@ -121,9 +133,13 @@ class Interrogator:
             negative_count: most terms in the negative prompt (0: no negative prompt); negative mode uses
                 ``max_flavors`` instead, as clip-interrogator does.
             captions: optional captions to use instead of generating them (None entries are generated).
+            beam_width: prompts kept per chain step (1: greedy, clip-interrogator's chain); k > 1 is never
+                worse than greedy and costs about k times the chain.
         """
         if mode not in MODES:
             raise UnknownNameError("mode", mode, MODES)
+        if beam_width < 1:
+            raise ValueError(f"beam_width must be at least 1, got {beam_width}")
         if min(min_flavors, max_flavors, negative_count) < 0:
             raise ValueError(f"min_flavors, max_flavors and negative_count must be >= 0, got "
                              f"{min_flavors}, {max_flavors}, {negative_count}")
@@ -142,10 +158,41 @@ class Interrogator:
             for i, (im, cap) in enumerate(zip(batch, caps)):
                 self.host.check_interrupt()
                 results.append(retry_smaller_on_oom(
-                    lambda bs: self._one(mode, feats[i], cap, min_flavors, max_flavors, negative_count, bs),
+                    lambda bs: self._one(mode, feats[i], cap, min_flavors, max_flavors, negative_count, bs,
+                                         beam_width),
                     self.config.text_batch_size, "building prompts"))
                 results[-1].source = describe(im, i)
+            if self.config.sdxl_dual:
+                second = self._second_encoder().interrogate(
+                    batch, mode, min_flavors=min_flavors, max_flavors=max_flavors, negative_count=negative_count,
+                    captions=caps, beam_width=beam_width)
+                for r, r2 in zip(results, second):
+                    r.positive_l, r.negative_l = r2.positive, r2.negative
             return results
+
+    def score(self, images: Union[ImageInput, Sequence[ImageInput]],
+              references: Optional[Sequence[ImageInput]] = None,
+              prompts: Optional[Sequence[str]] = None) -> List[RoundTripScore]:
+        """Round-trip scores: per image, CLIP cosine with its regenerated ``references[i]`` and with
+        ``prompts[i]`` (a single reference or prompt applies to every image)."""
+        batch = self._prepare(images)
+        refs = self._prepare(references) if references is not None else []
+        texts = [prompts] if isinstance(prompts, str) else list(prompts or [])
+        for name, items in (("references", refs), ("prompts", texts)):
+            if items and len(items) not in (1, len(batch)):
+                raise ValueError(f"got {len(items)} {name} for {len(batch)} images (give 1 or {len(batch)})")
+        if not batch:
+            return []
+        with self._session():
+            feats = self._image_features(batch)
+            img_sims = prompt_sims = None
+            if refs:
+                img_sims = (feats * self._image_features(refs).expand_as(feats)).sum(-1).tolist()
+            if texts:
+                emb = self._get_clip().text.encode_texts(texts).to(feats.device)
+                prompt_sims = (feats * emb.expand_as(feats)).sum(-1).tolist()
+            return [RoundTripScore(img_sims[i] if img_sims else None, prompt_sims[i] if prompt_sims else None,
+                                   describe(im, i)) for i, im in enumerate(batch)]
 
     def caption(self, images: Union[ImageInput, Sequence[ImageInput]]) -> List[str]:
         """Captions only (no CLIP work)."""
@@ -219,6 +266,8 @@ class Interrogator:
             handles = self._handles()
             if handles:
                 self.host.offload(handles)
+            if self._second is not None:
+                self._second.offload()
 
     def unload(self) -> None:
         """Forget models and label tables entirely (they reload on next use)."""
@@ -229,6 +278,9 @@ class Interrogator:
             self._tables = None
             self._pool = None
             self._negative_pool = None
+            if self._second is not None:
+                self._second.unload()
+                self._second = None
             empty_device_cache()
 
     @property
@@ -237,6 +289,14 @@ class Interrogator:
         return self._handles()
 
     # -- internals ------------------------------------------------------------------------------------------
+    def _second_encoder(self) -> "Interrogator":
+        """SDXL's ViT-L/14 interrogator (same host, cache and lists; captions come from this one)."""
+        if self._second is None:
+            cfg = replace(self.config, clip_model=TARGETS["sdxl"].second_clip_model, target=CUSTOM,
+                          caption_model=None, sdxl_dual=False)
+            self._second = Interrogator(cfg, self.host)
+        return self._second
+
     def _indexes(self) -> List[LabelIndex]:
         return list((self._tables or {}).values()) + [p for p in (self._pool, self._negative_pool) if p is not None]
 
@@ -343,7 +403,7 @@ class Interrogator:
         return self._tables
 
     def _one(self, mode: str, feats: torch.Tensor, caption: str, min_flavors: int, max_flavors: int,
-             negative_count: int, text_batch: int) -> InterrogationResult:
+             negative_count: int, text_batch: int, beam_width: int = 1) -> InterrogationResult:
         clip = self._clip
         assert clip is not None
         tables = self._label_tables()
@@ -378,7 +438,7 @@ class Interrogator:
         elif mode == "best":
             phrases = [l for l, _ in pool.top(f1, cfg.flavor_intermediate_count)[0]]
             chained = prompts.chain(text, feats, phrases, start=caption or None, min_count=min_flavors,
-                                    max_count=max_flavors, batch_size=text_batch,
+                                    max_count=max_flavors, batch_size=text_batch, beam_width=beam_width,
                                     on_step=step("flavor chain"))
             options = {"caption": caption, "classic": classic, "fast": fast, "chain": chained.prompt}
             options = {k: v for k, v in options.items() if v}
@@ -393,7 +453,7 @@ class Interrogator:
             neg_phrases = flav + tables["negative"].labels
             if mode in ("best", "negative"):
                 negative = prompts.chain(text, feats, neg_phrases, min_count=min(min_flavors, count),
-                                         max_count=count, reverse=True, batch_size=text_batch,
+                                         max_count=count, reverse=True, batch_size=text_batch, beam_width=beam_width,
                                          on_step=step("negative chain")).prompt
             else:
                 assert self._negative_pool is not None

@@ -56,6 +56,13 @@ class ChainResult:
     steps: int
 
 
+@dataclass
+class _Beam:
+    prompt: str
+    sim: float  # signed: higher is better
+    pool: List[str]
+
+
 def chain(
     text: TextEncoder,
     features: torch.Tensor,
@@ -66,49 +73,72 @@ def chain(
     reverse: bool = False,
     batch_size: int = 512,
     on_step: Optional[Callable[[int, int], None]] = None,
+    beam_width: int = 1,
 ) -> ChainResult:
-    """Greedy chain: repeatedly append the phrase that most raises (``reverse``: lowers) the similarity.
+    """Greedy (``beam_width`` 1) or beam chain: append the phrase that most raises (``reverse``: lowers) the
+    similarity.
 
-    Keeps going while it improves, or for at least ``min_count`` steps, at most ``max_count`` steps, and
-    never past the 77-token window. Returns the best prompt seen. Each step encodes the shared prompt
+    A prompt is extended while that improves it, or for at least ``min_count`` steps, at most ``max_count``
+    steps, and never past the 77-token window. Returns the best prompt seen. Each step encodes a prompt's
     prefix once and only the phrases' own tokens per candidate (see :mod:`textenc`).
+
+    With ``beam_width`` k > 1, k prompts are extended per step: slot 0 always follows the greedy chain, the
+    other k-1 hold the best other extensions, so the result is never worse than greedy's and the cost grows
+    about linearly in k.
     """
     sign = -1.0 if reverse else 1.0
     feats = features.float().reshape(-1)
+    width = max(1, int(beam_width))
     pool = list(dict.fromkeys(p for p in phrases if p))
     if start:
-        curr = start
-        curr_sim = sign * similarities(text, feats, [start])[0]
+        beams = [_Beam(start, sign * similarities(text, feats, [start])[0], pool)]
     else:
         if not pool:
             return ChainResult("", 0.0, 0)
         sims = [sign * s for s in similarities(text, feats, pool)]
-        j = max(range(len(pool)), key=sims.__getitem__)
-        curr, curr_sim = pool.pop(j), sims[j]
-    best, best_sim = curr, curr_sim
+        order = sorted(range(len(pool)), key=lambda j: -sims[j])[:width]  # stable: ties keep list order
+        beams = [_Beam(pool[j], sims[j], [p for i, p in enumerate(pool) if i != j]) for j in order]
+    best = max(beams, key=lambda b: b.sim)
+    best_prompt, best_sim = best.prompt, best.sim
     steps = 0
     for idx in range(max_count):
         if on_step is not None:
             on_step(idx, max_count)
-        if not pool:
+        accepted = []  # (sim, parent, phrase index) per beam, best first
+        for b in beams:
+            if not b.pool:
+                accepted.append([])
+                continue
+            ids, ok = text.candidate_ids(b.prompt, b.pool, SEPARATOR)
+            if not ok.any():
+                accepted.append([])
+                continue
+            keep = ok.nonzero().flatten()
+            emb = text.encode_with_prefix(ids[keep], batch_size=batch_size)
+            sims = sign * (emb @ feats.to(emb.device))
+            vals, top = sims.topk(min(width, len(keep)))
+            accepted.append([(float(v), b, int(keep[t])) for v, t in zip(vals.tolist(), top.tolist())
+                             if float(v) > b.sim or idx < min_count])
+        greedy = accepted[0][:1]  # slot 0: exactly what the greedy chain does next
+        others = sorted((e for row in accepted for e in row if not greedy or e is not greedy[0]),
+                        key=lambda e: -e[0])
+        chosen, seen = [], set()
+        for sim, parent, j in greedy + others:
+            prompt = parent.prompt + SEPARATOR + parent.pool[j]
+            if prompt in seen:
+                continue
+            seen.add(prompt)
+            chosen.append(_Beam(prompt, sim, parent.pool[:j] + parent.pool[j + 1:]))
+            if len(chosen) == width:
+                break
+        if not chosen:
             break
-        ids, ok = text.candidate_ids(curr, pool, SEPARATOR)
-        if not ok.any():
-            break
-        keep = ok.nonzero().flatten()
-        emb = text.encode_with_prefix(ids[keep], batch_size=batch_size)
-        sims = sign * (emb @ feats.to(emb.device))
-        k = int(sims.argmax().item())
-        j, sim = int(keep[k].item()), float(sims[k].item())
-        candidate = curr + SEPARATOR + pool[j]
-        if sim > best_sim:
-            best, best_sim = candidate, sim
-        if not (sim > curr_sim or idx < min_count):
-            break
-        curr, curr_sim = candidate, sim
-        pool.pop(j)
+        for b in chosen:
+            if b.sim > best_sim:
+                best_prompt, best_sim = b.prompt, b.sim
+        beams = chosen
         steps += 1
-    return ChainResult(best, sign * best_sim, steps)
+    return ChainResult(best_prompt, sign * best_sim, steps)
 
 
 def join_fitting(text: TextEncoder, head: str, parts: Sequence[str]) -> str:

@@ -18,6 +18,8 @@ class InterrogationResult:
         negative_similarity: cosine similarity of ``negative`` with the image (lower is better).
         candidates: best mode: similarity of each candidate prompt (caption, classic, fast, chain).
         source: the image's file name or index.
+        positive_l / negative_l: with target "sdxl" and ``sdxl_dual``: the prompts built with SDXL's
+            ViT-L/14 encoder (``positive``/``negative`` are ViT-bigG's).
     """
 
     mode: str
@@ -28,9 +30,32 @@ class InterrogationResult:
     negative_similarity: Optional[float] = None
     candidates: Dict[str, float] = field(default_factory=dict)
     source: Optional[str] = None
+    positive_l: Optional[str] = None
+    negative_l: Optional[str] = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class RoundTripScore:
+    """How well a regenerated image (``image_similarity``, CLIP image–image cosine) and a prompt
+    (``prompt_similarity``, image–text cosine) match an original image; None where not asked."""
+
+    image_similarity: Optional[float] = None
+    prompt_similarity: Optional[float] = None
+    source: Optional[str] = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_text(self) -> str:
+        parts = []
+        if self.image_similarity is not None:
+            parts.append(f"image↔regenerated: {self.image_similarity:.4f}")
+        if self.prompt_similarity is not None:
+            parts.append(f"image↔prompt: {self.prompt_similarity:.4f}")
+        return ", ".join(parts) or "nothing to score"
 
 
 @dataclass

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 _IDENTITY = nn.Identity()
 #: below this many texts the prefix tree cannot share enough to beat one flat batch
 _TREE_MIN_ROWS = 64
+#: prefixes kept for the chain: one per beam (beam_width up to this) and its previous step
+_KV_CACHE_SIZE = 8
 
 
 @dataclass
@@ -136,7 +138,7 @@ class TextEncoder:
         self.tower = _find_tower(model)
         self._bpe = _simple_bpe(tokenize)
         self._phrase_ids: dict = {}
-        self._kv_cache: Optional[tuple] = None  # (prefix tokens, _KV, device) of the last chain prefix
+        self._kv_cache: List[tuple] = []  # (prefix tokens, _KV, device) of recent chain prefixes, newest first
         if self.tower is None:
             log.info("text tower not recognised as causal/argmax; using the model's own padded encode_text")
 
@@ -273,12 +275,11 @@ class TextEncoder:
         key = tokens.tolist()
         past: Optional[_KV] = None
         start = 0
-        cached = self._kv_cache
-        if cached is not None and cached[2] == tokens.device and len(cached[0]) <= len(key) \
-                and key[: len(cached[0])] == cached[0]:
-            start, past = len(cached[0]), cached[1]
-            if start == len(key):
-                return past
+        for cached_key, cached_kv, device in self._kv_cache:  # the longest cached prefix of this one
+            if device == tokens.device and start < len(cached_key) <= len(key) and key[: len(cached_key)] == cached_key:
+                start, past = len(cached_key), cached_kv
+        if past is not None and start == len(key):
+            return past
         x = self._embed(tokens[None, start:], start)
         kv = _KV()
         for i, blk in enumerate(self.tower.blocks):
@@ -286,12 +287,12 @@ class TextEncoder:
                                   keep_kv=True, full_kv=True)
             kv.k.append(k)
             kv.v.append(v)
-        self._kv_cache = (key, kv, tokens.device)
+        self._kv_cache = [(key, kv, tokens.device)] + self._kv_cache[: _KV_CACHE_SIZE - 1]
         return kv
 
     def release(self) -> None:
         """Drop cached device tensors (call when the model leaves the device)."""
-        self._kv_cache = None
+        self._kv_cache = []
 
     # -- internals --------------------------------------------------------------------------------------------
     @property

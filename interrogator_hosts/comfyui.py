@@ -29,6 +29,7 @@ from torch import nn
 
 from interrogator_core import Interrupted, ModelHandle
 from interrogator_core.host import parse_dtype
+from interrogator_core.images import to_rgb
 
 if TYPE_CHECKING:  # PIL is imported lazily at run time
     from PIL import Image
@@ -252,13 +253,15 @@ def tensor_to_pil(images: torch.Tensor) -> List["Image.Image"]:
     if images.ndim != 4:
         raise ValueError(f"expected an IMAGE tensor [batch, height, width, channels], got shape "
                          f"{tuple(images.shape)}")
-    arr = (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    if images.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"expected 1 to 4 channels in the last dimension, got shape {tuple(images.shape)}")
+    x = torch.nan_to_num(images.detach().float().cpu(), nan=0.0, posinf=1.0, neginf=0.0)
+    arr = (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    modes = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
     out = []
-    for a in arr:
-        if a.shape[-1] == 1:
-            a = a[..., 0]
-        im = Image.fromarray(a)
-        out.append(im if im.mode == "RGB" else im.convert("RGB"))
+    for i, a in enumerate(arr):
+        im = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a, modes[a.shape[-1]])
+        out.append(to_rgb(im, f"image {i} of the batch"))  # alpha flattened on white, like files
     return out
 
 
