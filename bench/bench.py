@@ -126,6 +126,15 @@ def worker_ours(args, paths: dict) -> dict:
                            negative_count=args.max_flavors)[0] for im in images]
     out["modes"]["best+negative"] = (time.perf_counter() - t) / len(images)
     out["prompts"]["best+negative"] = [r.positive for r in both]
+    out["beam"] = {}
+    for k in args.beams:
+        _sync(args.device)
+        t = time.perf_counter()
+        res = [ci.interrogate([im], mode="best", min_flavors=args.min_flavors, max_flavors=args.max_flavors,
+                              negative_count=0, beam_width=k)[0] for im in images]
+        _sync(args.device)
+        out["beam"][str(k)] = {"s_per_image": (time.perf_counter() - t) / len(images),
+                               "prompts": [r.positive for r in res]}
     out.update(_peaks(args.device))
     return out
 
@@ -257,6 +266,7 @@ def main() -> None:
     p.add_argument("--modes-flavors", type=int, default=None,
                    help="flavors for the modes (default: all ~100k, as users have; the cache is built once)")
     p.add_argument("--modes-artists", type=int, default=None, help="artists for the modes (default: all)")
+    p.add_argument("--beams", type=int, nargs="*", default=[1, 2, 4], help="beam widths to time (ours only)")
     p.add_argument("--out", default=None)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -271,8 +281,9 @@ def main() -> None:
     _run_worker("prepare", args, {"paths": paths})
     ours = _run_worker("ours", args, {"paths": paths})
     ref = _run_worker("ref", args, {"paths": paths})
+    beam_prompts = {f"beam{k}": v["prompts"] for k, v in ours["beam"].items()}
     sims = _run_worker("similarity", args, {"paths": paths, "prompts": {
-        "ours": {"best": ours["prompts"]["best"]}, "ref": {"best": ref["prompts"]["best"]}}})
+        "ours": {"best": ours["prompts"]["best"], **beam_prompts}, "ref": {"best": ref["prompts"]["best"]}}})
     n = ours["build"]["labels"]
     rows = [("label-table build (labels/s)", n / ref["build"]["seconds"], n / ours["build"]["seconds"])]
     for mode in (*MODES, "best+negative"):
@@ -287,6 +298,8 @@ def main() -> None:
         "best_similarity": {"ref": sims["ref"]["best"], "ours": sims["ours"]["best"],
                             "ref_mean": mean(sims["ref"]["best"]), "ours_mean": mean(sims["ours"]["best"])},
         "peak_rss_mb": {"ref": ref["peak_rss_mb"], "ours": ours["peak_rss_mb"]},
+        "beam": {k: {"s_per_image": v["s_per_image"], "best_similarity_mean": mean(sims["ours"][f"beam{k}"])}
+                 for k, v in ours["beam"].items()},
         "prompts": {"ref": ref["prompts"], "ours": ours["prompts"]},
     }
     if "peak_vram_mb" in ours:
@@ -300,6 +313,9 @@ def main() -> None:
     print(f"{'peak RSS (MB)':32} {ref['peak_rss_mb']:24.0f} {ours['peak_rss_mb']:12.0f}")
     if "peak_vram_mb" in result:
         print(f"{'peak VRAM (MB)':32} {ref['peak_vram_mb']:24.0f} {ours['peak_vram_mb']:12.0f}")
+    print(f"\nbeam chain (ours, best mode): {'width':>6} {'s/image':>9} {'similarity':>11}")
+    for k, v in result["beam"].items():
+        print(f"{'':30} {k:>6} {v['s_per_image']:9.3f} {v['best_similarity_mean']:11.4f}")
     out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"bench-{args.device.split(':')[0]}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

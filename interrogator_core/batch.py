@@ -205,6 +205,8 @@ class BatchWriter:
             row = {"file": k, "prompt": result.positive, "negative_prompt": result.negative,
                    "caption": result.caption, "mode": result.mode, "similarity": result.similarity,
                    "negative_similarity": result.negative_similarity}
+            if getattr(result, "positive_l", None) is not None:
+                row.update(prompt_l=result.positive_l, negative_prompt_l=result.negative_l)
             self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             self._fh.flush()
         self._in_file.add(k)
@@ -248,7 +250,7 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def run_batch(interrogator, images: Sequence[PathLike], writer: Optional[BatchWriter], *, mode: str = "best",
               min_flavors: int = 8, max_flavors: int = 32, negative_count: int = 16, chunk_size: int = 8,
-              on_progress: Optional[Callable[[int, int, str], None]] = None,
+              beam_width: int = 1, on_progress: Optional[Callable[[int, int, str], None]] = None,
               on_result: Optional[Callable[[Path, object], None]] = None) -> BatchSummary:
     """Interrogate ``images`` in chunks, writing each result as soon as its chunk is done.
 
@@ -274,7 +276,8 @@ def run_batch(interrogator, images: Sequence[PathLike], writer: Optional[BatchWr
                     summary.failed.append((writer.key(path) if writer else str(path), e.reason))
             if opened:
                 results = interrogator.interrogate(opened, mode=mode, min_flavors=min_flavors,
-                                                   max_flavors=max_flavors, negative_count=negative_count)
+                                                   max_flavors=max_flavors, negative_count=negative_count,
+                                                   beam_width=beam_width)
                 for path, result in zip(paths, results):
                     result.source = str(path)
                     if writer is not None:

@@ -14,6 +14,7 @@ from .errors import InterrogatorError
 from .host import OffloadPolicy, StandaloneHost
 from .images import iter_image_files, open_image
 from .interrogator import MODES, Interrogator, InterrogatorConfig
+from .targets import list_targets
 
 log = logging.getLogger("interrogator_core")
 
@@ -31,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="open_clip ARCH/TAG, hf-hub:ORG/REPO, ARCH/path/to/weights or a snapshot folder")
     p.add_argument("--caption-model", default="blip-large",
                    help="blip-base, blip-large, blip2-2.7b, blip2-flan-t5-xl, git-large-coco, a HF id, a folder, or 'none'")
+    p.add_argument("--target", default="custom", choices=list_targets(),
+                   help="diffusion model the prompt is for: picks the CLIP model (custom: --clip-model)")
+    p.add_argument("--sdxl-dual", action="store_true",
+                   help="with --target sdxl: also print prompts for SDXL's ViT-L/14 encoder")
+    p.add_argument("--beam-width", type=int, default=1, help="prompts kept per chain step (1: greedy)")
     p.add_argument("--min-flavors", type=int, default=8)
     p.add_argument("--max-flavors", type=int, default=32)
     p.add_argument("--negative-count", type=int, default=16, help="most terms in the negative prompt (0: none)")
@@ -63,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(a: argparse.Namespace) -> InterrogatorConfig:
     caption = None if str(a.caption_model).lower() in ("none", "") else a.caption_model
     return InterrogatorConfig(
-        clip_model=a.clip_model, caption_model=caption, cache_dir=a.cache_dir, model_dirs=a.models_dir,
+        clip_model=a.clip_model, target=a.target, sdxl_dual=a.sdxl_dual, caption_model=caption,
+        cache_dir=a.cache_dir, model_dirs=a.models_dir,
         data_dir=a.data_dir, user_tables_dir=a.user_tables, blocklist=a.blocklist, offload=a.offload,
     )
 
@@ -123,13 +130,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         def show(path, r) -> None:
             if not a.quiet:
                 text = f"== {path}\npositive: {r.positive}\nnegative: {r.negative}"
+                if r.positive_l is not None:
+                    text += f"\npositive (ViT-L): {r.positive_l}\nnegative (ViT-L): {r.negative_l}"
                 (bar.write if bar is not None else print)(text)
             if bar is not None:
                 bar.update(1)
 
         summary = run_batch(ci, files, _writer(a), mode=a.mode, min_flavors=a.min_flavors,
                             max_flavors=a.max_flavors, negative_count=a.negative_count, chunk_size=a.batch_size,
-                            on_result=show)
+                            beam_width=a.beam_width, on_result=show)
         if bar is not None:
             bar.close()
     except KeyboardInterrupt:

@@ -95,3 +95,13 @@ def test_missing_model_offline_exits_nonzero_with_message(tmp_path, folder):
                         "--models-dir", str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 1
     assert "ViT-B-32_laion2b_s34b_b79k" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_beam_width_and_target_flags(tiny_models, small_data_dir, tmp_path, folder, capsys):
+    from interrogator_core.cli import _config, build_parser
+
+    (folder / "broken.png").unlink()
+    assert main(_args(tiny_models, small_data_dir, tmp_path, str(folder / "a.png"), "--mode", "best",
+                      "--beam-width", "2")) == 0
+    cfg = _config(build_parser().parse_args(["x.png", "--target", "sd15", "--clip-model", "ignored/by-target"]))
+    assert cfg.clip_model == "ViT-L-14/openai"
