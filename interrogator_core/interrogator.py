@@ -233,6 +233,8 @@ class Interrogator:
             index.release()
         if self._clip is not None:
             self._clip.text.release()
+        if self._second is not None:
+            self._second.release_device_caches()
 
     def adopt_models_from(self, other: "Interrogator") -> List[str]:
         """Take over ``other``'s loaded models that this configuration would load identically (same model
@@ -257,7 +259,16 @@ class Interrogator:
                     self._tables, self._pool, self._negative_pool = other._tables, other._pool, other._negative_pool
                     taken.append("label tables")
                 other._tables = other._pool = other._negative_pool = None
+            if mine.sdxl_dual and other._second is not None:
+                taken += [f"{t} (SDXL ViT-L)" for t in self._second_encoder().adopt_models_from(other._second)]
         return taken
+
+    def set_offload(self, policy: Union[str, OffloadPolicy]) -> None:
+        """Change the offload policy of a live interrogator (its SDXL second encoder's too)."""
+        with self._lock:
+            self.config.offload = OffloadPolicy.parse(policy)
+            if self._second is not None:
+                self._second.set_offload(policy)
 
     def offload(self) -> None:
         """Move every model to the offload device and drop device copies of label embeddings."""
@@ -285,8 +296,9 @@ class Interrogator:
 
     @property
     def models(self) -> List[ModelHandle]:
-        """Handles of the currently loaded models (for hosts that track memory)."""
-        return self._handles()
+        """Handles of the currently loaded models, the SDXL second encoder's included (for hosts that track
+        memory)."""
+        return self._handles() + (self._second.models if self._second is not None else [])
 
     # -- internals ------------------------------------------------------------------------------------------
     def _second_encoder(self) -> "Interrogator":

@@ -27,9 +27,11 @@ from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 import torch
 from torch import nn
 
-from interrogator_core import (AnalyzeResult, InterrogationResult, Interrogator, InterrogatorConfig, Interrupted,
-                               ModelHandle, OffloadPolicy, list_caption_models, list_modes)
+from interrogator_core import (TARGETS, AnalyzeResult, InterrogationResult, Interrogator, InterrogatorConfig,
+                               Interrupted, ModelHandle, OffloadPolicy, RoundTripScore, list_caption_models,
+                               list_modes, list_targets)
 from interrogator_core.errors import UnknownNameError
+from interrogator_core.targets import CUSTOM, target_clip_model
 
 from interrogator_core import batch as batch_mod
 
@@ -50,7 +52,11 @@ DEFAULTS: Dict[str, Any] = {
     "negative_count": 16,
     "replace_builtin": False,
     "api_max_mb": 20,
+    "target": CUSTOM,
+    "beam_width": 1,
 }
+MAX_BEAM_WIDTH = 8
+
 #: img2img "Interrogate before generating" choices: label shown → key (the API also accepts the keys).
 IMG2IMG_ACTIONS = {"Off": "off", "Fill empty prompts": "fill", "Replace prompts": "replace"}
 _LAST_SET_ATTR = "_prompt_interrogator_last"
@@ -254,6 +260,8 @@ class Settings:
     negative_count: int = DEFAULTS["negative_count"]
     replace_builtin: bool = DEFAULTS["replace_builtin"]
     api_max_mb: float = DEFAULTS["api_max_mb"]
+    target: str = DEFAULTS["target"]
+    beam_width: int = DEFAULTS["beam_width"]
 
 
 def read_settings() -> Settings:
@@ -278,7 +286,15 @@ def read_settings() -> Settings:
         negative_count=int(get("negative_count")),
         replace_builtin=bool(get("replace_builtin")),
         api_max_mb=float(get("api_max_mb")),
+        target=str(get("target")).strip() or CUSTOM,
+        beam_width=int(get("beam_width")),
     )
+
+
+def target_info() -> str:
+    """The target presets in one line (dropdown and settings help text)."""
+    return "; ".join([f"{name}: {t.description}" for name, t in TARGETS.items()]
+                     + [f"{CUSTOM}: the CLIP model you pick"])
 
 
 def register_settings() -> None:
@@ -321,6 +337,13 @@ def register_settings() -> None:
                                              "and /sdapi/v1/interrogate (model 'clip')", section=SETTINGS_SECTION),
         "api_max_mb": shared.OptionInfo(DEFAULTS["api_max_mb"], "Largest image accepted by the API (MB, decoded)",
                                         gr.Number, section=SETTINGS_SECTION),
+        "target": shared.OptionInfo(DEFAULTS["target"], "Default target model (picks the CLIP model; custom: the "
+                                                        "default CLIP model above)", gr.Dropdown,
+                                    lambda: {"choices": list_targets()}, section=SETTINGS_SECTION).info(target_info()),
+        "beam_width": shared.OptionInfo(DEFAULTS["beam_width"], "Default beam width (1: greedy chain; k > 1: never "
+                                                                "worse, about k times slower)", gr.Slider,
+                                        {"minimum": 1, "maximum": MAX_BEAM_WIDTH, "step": 1},
+                                        section=SETTINGS_SECTION),
     }
     for key, info in options.items():
         shared.opts.add_option(OPT_PREFIX + key, info)
@@ -375,28 +398,47 @@ class InterrogatorService:
             return OffloadPolicy.KEEP
         return OffloadPolicy.LOW_VRAM if webui_low_vram() else OffloadPolicy.OFFLOAD
 
-    def interrogator(self, clip_model: Optional[str] = None, caption_model: Optional[str] = None) -> Interrogator:
-        """The engine for these models (settings' defaults for None); the previous one is unloaded first."""
+    def target_for(self, target: Optional[str], clip_model: Optional[str] = None) -> str:
+        """The target preset to use: ``target``; else ``custom`` when a CLIP model is named explicitly (it
+        must win over the settings' default target); else the settings' default target."""
+        if target:
+            return target.strip()
+        return CUSTOM if clip_model and clip_model.strip() else self.settings().target
+
+    def clip_model_for(self, clip_model: Optional[str] = None, target: Optional[str] = None) -> str:
+        """The CLIP model a call with these arguments uses (a target preset's, or the named/default one)."""
+        clip = (clip_model or self.settings().clip_model).strip()
+        return target_clip_model(self.target_for(target, clip_model), clip)
+
+    def interrogator(self, clip_model: Optional[str] = None, caption_model: Optional[str] = None,
+                     target: Optional[str] = None, sdxl_dual: bool = False) -> Interrogator:
+        """The engine for these models (settings' defaults for None; see :meth:`target_for`). A change builds
+        a new engine that takes over the models that stay (e.g. the caption model when only CLIP changes)
+        and unloads the rest of the previous one."""
         s = self.settings()
         clip = (clip_model or s.clip_model).strip()
+        target = self.target_for(target, clip_model)
         if caption_model is None:
             caption: Optional[str] = s.caption_model
         else:
             caption = None if caption_model.strip().lower() in ("", NO_CAPTION) else caption_model.strip()
-        key = (clip, caption, s.cache_dir)
+        key = (target_clip_model(target, clip), caption, s.cache_dir, target, bool(sdxl_dual))
         with self._lock:
             if self._ci is None or self._key != key:
-                if self._ci is not None:
-                    log.info("switching models: unloading %s", self._key[:2] if self._key else None)
-                    self._ci.unload()
                 cfg = dict(clip_model=clip, caption_model=caption, cache_dir=s.cache_dir,
                            model_dirs=(os.path.join(_models_path(), "clip-interrogator"),),
-                           offload=self.policy(s))
+                           offload=self.policy(s), target=target, sdxl_dual=bool(sdxl_dual))
                 cfg.update(self._overrides)
-                self._ci = Interrogator(InterrogatorConfig(**cfg), host=self.host)
+                new = Interrogator(InterrogatorConfig(**cfg), host=self.host)
+                if self._ci is not None:
+                    kept = new.adopt_models_from(self._ci)
+                    log.info("switching models: unloading %s (kept: %s)", self._key[:2] if self._key else None,
+                             ", ".join(kept) or "nothing")
+                    self._ci.unload()
+                self._ci = new
                 self._key = key
             else:
-                self._ci.config.offload = self.policy(s)
+                self._ci.set_offload(self.policy(s))
             return self._ci
 
     @property
@@ -455,20 +497,33 @@ class InterrogatorService:
     def prompt(self, image, mode: Optional[str] = None, *, clip_model: Optional[str] = None,
                caption_model: Optional[str] = None, min_flavors: Optional[int] = None,
                max_flavors: Optional[int] = None, negative_count: Optional[int] = None,
-               caption: Optional[str] = None, lock: bool = True, own_state: bool = True) -> InterrogationResult:
-        """Image → positive + negative prompt + caption (None arguments take the settings' values)."""
+               caption: Optional[str] = None, target: Optional[str] = None, beam_width: Optional[int] = None,
+               sdxl_dual: bool = False, lock: bool = True, own_state: bool = True) -> InterrogationResult:
+        """Image → positive + negative prompt + caption (None arguments take the settings' values); with
+        ``sdxl_dual`` (target sdxl) also ``positive_l``/``negative_l`` for SDXL's ViT-L/14 encoder."""
         s = self.settings()
         mode = mode or s.mode
         if mode not in list_modes():
             raise UnknownNameError("mode", mode, list_modes())
         with self.job("interrogate", lock=lock, own_state=own_state):
-            ci = self.interrogator(clip_model, caption_model)
+            ci = self.interrogator(clip_model, caption_model, target=target, sdxl_dual=sdxl_dual)
             return ci.interrogate(
                 [image], mode=mode,
                 min_flavors=s.min_flavors if min_flavors is None else int(min_flavors),
                 max_flavors=s.max_flavors if max_flavors is None else int(max_flavors),
                 negative_count=s.negative_count if negative_count is None else int(negative_count),
-                captions=None if caption is None else [caption])[0]
+                captions=None if caption is None else [caption],
+                beam_width=s.beam_width if beam_width is None else int(beam_width))[0]
+
+    def score(self, image, *, regenerated=None, prompt: Optional[str] = None, clip_model: Optional[str] = None,
+              target: Optional[str] = None, lock: bool = True) -> RoundTripScore:
+        """Round trip: CLIP cosine of ``image`` with the ``regenerated`` image and/or with ``prompt``."""
+        if regenerated is None and not (prompt and prompt.strip()):
+            raise ValueError("nothing to score: give a regenerated image, a prompt, or both")
+        with self.job("interrogator score", lock=lock):
+            ci = self.interrogator(clip_model, target=target)
+            return ci.score([image], references=None if regenerated is None else [regenerated],
+                            prompts=[prompt] if prompt and prompt.strip() else None)[0]
 
     def analyze(self, image, *, clip_model: Optional[str] = None, caption_model: Optional[str] = None,
                 top_n: int = 5, tables: Optional[Sequence[str]] = None, with_caption: bool = False,

@@ -5,7 +5,10 @@ Routes (mounted by ``on_app_started``; every call that uses a model runs under A
 * ``GET  /interrogator/models`` — CLIP model names (a list, like clip-interrogator-ext);
 * ``GET  /interrogator/caption_models``, ``GET /interrogator/modes``, ``GET /interrogator/status``;
 * ``POST /interrogator/prompt`` — clip-interrogator-ext's body (``image`` base64, ``clip_model_name``, ``mode``)
-  plus optional fields; returns ``prompt`` and also ``negative_prompt`` and ``caption``;
+  plus optional fields (``target``, ``beam_width``, ``sdxl_dual``, ...); returns ``prompt`` and also
+  ``negative_prompt`` and ``caption`` (and ``prompt_l``/``negative_prompt_l`` with ``sdxl_dual``);
+* ``POST /interrogator/score`` — round trip: ``image`` and a ``regenerated`` image and/or a ``prompt`` →
+  ``image_similarity``, ``prompt_similarity`` (CLIP cosines);
 * ``POST /interrogator/analyze`` — top labels per table (clip-interrogator-ext's ``medium``/``artist``/...
   keys, plus ``tables``);
 * ``POST /interrogator/unload`` — free the models.
@@ -28,10 +31,11 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
 from interrogator_core import (DeviceOutOfMemoryError, ImageError, InterrogatorError, Interrupted,
-                               ModelNotFoundError, list_caption_models, list_clip_models, list_modes)
+                               ModelNotFoundError, list_caption_models, list_clip_models, list_modes,
+                               list_targets)
 from interrogator_core.images import MAX_PIXELS
 
-from .a1111 import InterrogatorService, get_service
+from .a1111 import MAX_BEAM_WIDTH, InterrogatorService, get_service
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +55,15 @@ class _ImageRequest(BaseModel):
         description="blip-base, blip-large, blip2-2.7b, ... or 'none'; default: the settings' model.")
 
 
-class InterrogatorPromptRequest(_ImageRequest):
+class _TargetRequest(_ImageRequest):
+    target: Optional[str] = Field(
+        default=None, title="Target model",
+        description="sd15, sd2, sdxl or custom: picks the CLIP model for the diffusion model the prompt is for "
+                    "(custom: clip_model_name). Default: custom when clip_model_name is given, else the "
+                    "settings' default target.")
+
+
+class InterrogatorPromptRequest(_TargetRequest):
     """Body of ``/interrogator/prompt`` (a superset of clip-interrogator-ext's)."""
 
     mode: Optional[str] = Field(default=None, title="Mode",
@@ -61,6 +73,19 @@ class InterrogatorPromptRequest(_ImageRequest):
     negative_count: Optional[int] = Field(default=None, ge=0, le=256,
                                           description="Most terms in the negative prompt (0: none).")
     caption: Optional[str] = Field(default=None, description="Use this caption instead of generating one.")
+    beam_width: Optional[int] = Field(default=None, ge=1, le=MAX_BEAM_WIDTH,
+                                      description="Prompts kept per chain step (1: greedy; k: about k times "
+                                                  "slower, never worse); default: the settings'.")
+    sdxl_dual: bool = Field(default=False, description="Target sdxl: also return prompt_l / negative_prompt_l "
+                                                       "for SDXL's CLIP ViT-L/14 encoder.")
+
+
+class InterrogatorScoreRequest(_TargetRequest):
+    """Body of ``/interrogator/score``: the original ``image`` and a ``regenerated`` image and/or a ``prompt``."""
+
+    regenerated: Optional[str] = Field(default=None, title="Regenerated image",
+                                       description="The image generated from the prompt (base64).")
+    prompt: Optional[str] = Field(default=None, description="A prompt to score against the image.")
 
 
 class InterrogatorAnalyzeRequest(_ImageRequest):
@@ -80,38 +105,54 @@ class InterrogatorPromptResponse(BaseModel):
     caption_model_name: Optional[str] = None
     similarity: Optional[float] = None
     negative_similarity: Optional[float] = None
+    target: Optional[str] = None
+    prompt_l: Optional[str] = Field(default=None, description="sdxl_dual: the prompt for SDXL's ViT-L/14 encoder.")
+    negative_prompt_l: Optional[str] = Field(default=None, description="sdxl_dual: its negative prompt.")
 
 
-def decode_image(data: str, max_bytes: int) -> Image.Image:
-    """A base64 string (or data: URL) → a decoded PIL image; HTTPException 400/413 on bad or oversized input."""
+class InterrogatorScoreResponse(BaseModel):
+    image_similarity: Optional[float] = Field(default=None, description="CLIP cosine image ↔ regenerated image.")
+    prompt_similarity: Optional[float] = Field(default=None, description="CLIP cosine image ↔ prompt.")
+    clip_model_name: str
+    target: str
+
+
+def decode_image(data: str, max_bytes: int, field: str = "image") -> Image.Image:
+    """A base64 string (or data: URL) → a decoded PIL image; HTTPException 400/413 on bad or oversized input.
+
+    ``field``: the request field's name, used in the error messages.
+    """
     if not isinstance(data, str) or not data.strip():
-        raise HTTPException(status_code=400, detail="'image' is required: a base64-encoded image")
+        raise HTTPException(status_code=400, detail=f"'{field}' is required: a base64-encoded image")
     data = data.strip()
     if data.startswith(("http://", "https://")):
-        raise HTTPException(status_code=400, detail="image URLs are not accepted; send the image as base64")
+        raise HTTPException(status_code=400, detail=f"'{field}': image URLs are not accepted; send the "
+                                                    f"image as base64")
     if data.startswith("data:"):
         header, _, data = data.partition(",")
         if ";base64" not in header:
-            raise HTTPException(status_code=400, detail="data: URL must be base64-encoded")
+            raise HTTPException(status_code=400, detail=f"'{field}': data: URL must be base64-encoded")
     limit_chars = (max_bytes * 4) // 3 + 4
     if len(data) > limit_chars + len(data) // 76 + 8:  # allow MIME line breaks
-        raise HTTPException(status_code=413, detail=f"image is larger than {max_bytes / 2**20:.1f} MB "
+        raise HTTPException(status_code=413, detail=f"'{field}': image is larger than {max_bytes / 2**20:.1f} MB "
                                                     f"(setting 'Largest image accepted by the API')")
     try:
         raw = base64.b64decode("".join(data.split()), validate=True)
     except (binascii.Error, ValueError) as e:
-        raise HTTPException(status_code=400, detail=f"'image' is not valid base64 ({e})") from e
+        raise HTTPException(status_code=400, detail=f"'{field}' is not valid base64 ({e})") from e
     if len(raw) > max_bytes:
-        raise HTTPException(status_code=413, detail=f"image is larger than {max_bytes / 2**20:.1f} MB")
+        raise HTTPException(status_code=413, detail=f"'{field}': image is larger than "
+                                                    f"{max_bytes / 2**20:.1f} MB")
     try:
         im = Image.open(io.BytesIO(raw))
         if im.width * im.height > MAX_PIXELS:
-            raise HTTPException(status_code=413, detail=f"image has too many pixels ({im.width}x{im.height})")
+            raise HTTPException(status_code=413, detail=f"'{field}': image has too many pixels "
+                                                        f"({im.width}x{im.height})")
         im.load()
     except HTTPException:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise HTTPException(status_code=400, detail=f"'image' is not a readable image ({e})") from e
+        raise HTTPException(status_code=400, detail=f"'{field}' is not a readable image ({e})") from e
     return im
 
 
@@ -181,7 +222,9 @@ def mount(app: FastAPI, service: Optional[InterrogatorService] = None,
     def get_status() -> Dict[str, Any]:
         s = svc().settings()
         return {"loaded": svc().loaded, "defaults": {"clip_model_name": s.clip_model,
-                                                     "caption_model_name": s.caption_model, "mode": s.mode}}
+                                                     "caption_model_name": s.caption_model, "mode": s.mode,
+                                                     "target": s.target, "beam_width": s.beam_width},
+                "targets": list_targets()}
 
     def post_prompt(req: InterrogatorPromptRequest) -> Dict[str, Any]:
         image = decode_image(req.image, max_bytes())
@@ -190,16 +233,38 @@ def mount(app: FastAPI, service: Optional[InterrogatorService] = None,
             result = service_.prompt(image, mode=req.mode, clip_model=req.clip_model_name,
                                      caption_model=req.caption_model_name, min_flavors=req.min_flavors,
                                      max_flavors=req.max_flavors, negative_count=req.negative_count,
-                                     caption=req.caption)
+                                     caption=req.caption, target=req.target, beam_width=req.beam_width,
+                                     sdxl_dual=req.sdxl_dual)
+            clip_model = service_.clip_model_for(req.clip_model_name, req.target)
         except Exception as e:
             log.warning("/interrogator/prompt failed: %s", e)
             raise http_error(e) from e
         s = service_.settings()
         caption_model = s.caption_model if req.caption_model_name is None else req.caption_model_name
-        return {"prompt": result.negative if result.mode == "negative" else result.positive,
+        body = {"prompt": result.negative if result.mode == "negative" else result.positive,
                 "negative_prompt": result.negative, "caption": result.caption, "mode": result.mode,
-                "clip_model_name": req.clip_model_name or s.clip_model, "caption_model_name": caption_model,
-                "similarity": result.similarity, "negative_similarity": result.negative_similarity}
+                "clip_model_name": clip_model, "caption_model_name": caption_model,
+                "similarity": result.similarity, "negative_similarity": result.negative_similarity,
+                "target": service_.target_for(req.target, req.clip_model_name)}
+        if result.positive_l is not None:
+            body.update(prompt_l=result.negative_l if result.mode == "negative" else result.positive_l,
+                        negative_prompt_l=result.negative_l)
+        return body
+
+    def post_score(req: InterrogatorScoreRequest) -> Dict[str, Any]:
+        limit = max_bytes()
+        image = decode_image(req.image, limit)
+        regenerated = decode_image(req.regenerated, limit, "regenerated") if req.regenerated else None
+        service_ = svc()
+        try:
+            result = service_.score(image, regenerated=regenerated, prompt=req.prompt,
+                                    clip_model=req.clip_model_name, target=req.target)
+            clip_model = service_.clip_model_for(req.clip_model_name, req.target)
+        except Exception as e:
+            log.warning("/interrogator/score failed: %s", e)
+            raise http_error(e) from e
+        return {"image_similarity": result.image_similarity, "prompt_similarity": result.prompt_similarity,
+                "clip_model_name": clip_model, "target": service_.target_for(req.target, req.clip_model_name)}
 
     def post_analyze(req: InterrogatorAnalyzeRequest) -> Dict[str, Any]:
         image = decode_image(req.image, max_bytes())
@@ -230,6 +295,8 @@ def mount(app: FastAPI, service: Optional[InterrogatorService] = None,
     app.add_api_route("/interrogator/status", get_status, methods=["GET"], dependencies=deps)
     app.add_api_route("/interrogator/prompt", post_prompt, methods=["POST"],
                       response_model=InterrogatorPromptResponse, dependencies=deps)
+    app.add_api_route("/interrogator/score", post_score, methods=["POST"],
+                      response_model=InterrogatorScoreResponse, dependencies=deps)
     app.add_api_route("/interrogator/analyze", post_analyze, methods=["POST"], dependencies=deps)
     app.add_api_route("/interrogator/unload", post_unload, methods=["POST"], dependencies=deps)
 

@@ -11,9 +11,10 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gradio as gr
 
-from interrogator_core import Interrupted, TABLE_NAMES, list_caption_models, list_modes
+from interrogator_core import Interrupted, TABLE_NAMES, list_caption_models, list_modes, list_targets
+from interrogator_core.targets import CUSTOM
 
-from .a1111 import IMG2IMG_ACTIONS, NO_CAPTION, InterrogatorService, get_service
+from .a1111 import IMG2IMG_ACTIONS, MAX_BEAM_WIDTH, NO_CAPTION, InterrogatorService, get_service, target_info
 from interrogator_core.batch import EXISTING_POLICIES
 
 log = logging.getLogger(__name__)
@@ -67,27 +68,60 @@ class TabCallbacks:
         self._svc = service_getter
 
     def interrogate(self, image, mode: str, clip_model: str, caption_model: str, min_flavors: float,
-                    max_flavors: float, negative_count: float) -> Tuple[Any, Any, Any, Any, str]:
-        """→ (positive, negative, caption, infotext for Send-to, status)."""
+                    max_flavors: float, negative_count: float, target: str = CUSTOM, beam_width: float = 1,
+                    sdxl_dual: bool = False) -> Tuple[Any, ...]:
+        """→ (positive, negative, caption, infotext for Send-to, status, positive_l, negative_l).
+
+        ``clip_model`` counts only with target ``custom``; ``sdxl_dual`` only with target ``sdxl`` (the
+        checkbox may stay ticked while another target is picked); ``positive_l``/``negative_l`` are SDXL's
+        ViT-L/14 prompts (empty without ``sdxl_dual``).
+        """
         keep = gr.update()
         if image is None:
-            return keep, keep, keep, keep, "Drop an image first."
+            return keep, keep, keep, keep, "Drop an image first.", keep, keep
+        target = target or CUSTOM
+        dual = bool(sdxl_dual) and target == "sdxl"
         t0 = time.perf_counter()
         try:
             r = self._svc().prompt(image, mode=mode, clip_model=clip_model, caption_model=caption_model or NO_CAPTION,
                                    min_flavors=int(min_flavors), max_flavors=int(max_flavors),
-                                   negative_count=int(negative_count))
+                                   negative_count=int(negative_count), target=target, beam_width=int(beam_width),
+                                   sdxl_dual=dual)
         except Exception as e:
             (log.exception if not isinstance(e, (Interrupted, ValueError, OSError)) else log.warning)(
                 "interrogate failed: %s", e)
-            return keep, keep, keep, keep, _error_text(e)
+            return keep, keep, keep, keep, _error_text(e), keep, keep
         sims = []
         if r.similarity is not None:
             sims.append(f"prompt similarity {r.similarity:.3f}")
         if r.negative_similarity is not None:
             sims.append(f"negative similarity {r.negative_similarity:.3f}")
         status = f"{r.mode} mode, {time.perf_counter() - t0:.1f} s" + (f"; {', '.join(sims)}" if sims else "")
-        return r.positive, r.negative, r.caption, infotext(r.positive, r.negative), status
+        return (r.positive, r.negative, r.caption, infotext(r.positive, r.negative), status, r.positive_l or "",
+                r.negative_l or "")
+
+    @staticmethod
+    def target_changed(target: str) -> Tuple[Any, Any]:
+        """Target dropdown → (CLIP dropdown: editable only for ``custom``, SDXL-dual checkbox: only for sdxl)."""
+        return gr.update(interactive=target == CUSTOM), gr.update(visible=target == "sdxl")
+
+    @staticmethod
+    def dual_changed(target: str, sdxl_dual: bool) -> Tuple[Any, Any]:
+        """SDXL-dual checkbox (or target) → the two ViT-L/14 prompt boxes shown or hidden."""
+        show = bool(sdxl_dual) and target == "sdxl"
+        return gr.update(visible=show), gr.update(visible=show)
+
+    def score(self, image, regenerated, prompt: str, clip_model: str) -> str:
+        """Analyze tab, Round trip: the image vs the regenerated image and/or a prompt → the scores as text."""
+        if image is None:
+            return "Drop the original image first."
+        try:
+            r = self._svc().score(image, regenerated=regenerated, prompt=prompt or None, clip_model=clip_model)
+        except Exception as e:
+            (log.exception if not isinstance(e, (Interrupted, ValueError, OSError)) else log.warning)(
+                "round-trip score failed: %s", e)
+            return _error_text(e)
+        return r.to_text()
 
     def analyze(self, image, clip_model: str, top_n: float, with_caption: bool,
                 caption_model: str = "") -> Tuple[Any, ...]:
@@ -161,13 +195,17 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
     clip_models = _clip_choices()
     caption_models = list_caption_models() + [NO_CAPTION]
 
-    def clip_dropdown(elem: str) -> gr.Dropdown:
+    def clip_dropdown(elem: str, interactive: bool = True) -> gr.Dropdown:
         return gr.Dropdown(clip_models, value=s.clip_model, label="CLIP model", allow_custom_value=True,
-                           elem_id=f"prompt_interrogator_{elem}_clip")
+                           interactive=interactive, elem_id=f"prompt_interrogator_{elem}_clip")
 
     def caption_dropdown(elem: str) -> gr.Dropdown:
         return gr.Dropdown(caption_models, value=s.caption_model or NO_CAPTION, label="Caption model",
                            allow_custom_value=True, elem_id=f"prompt_interrogator_{elem}_caption")
+
+    def target_dropdown() -> gr.Dropdown:
+        return gr.Dropdown(list_targets(), value=s.target, label="Target model", info=target_info(),
+                           elem_id="prompt_interrogator_prompt_target")
 
     def flavor_sliders() -> Tuple[gr.Slider, gr.Slider, gr.Slider]:
         return (gr.Slider(0, 64, value=s.min_flavors, step=1, label="Min flavors (best)"),
@@ -180,21 +218,38 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
                 image = gr.Image(type="pil", label="Image", elem_id="prompt_interrogator_image")
                 with gr.Column():
                     mode = gr.Radio(modes, value=s.mode, label="Mode")
-                    clip = clip_dropdown("prompt")
+                    target = target_dropdown()
+                    sdxl_dual = gr.Checkbox(False, label="SDXL: separate prompts for both text encoders "
+                                                         "(ViT-bigG and ViT-L/14; loads both)",
+                                            visible=s.target == "sdxl", elem_id="prompt_interrogator_sdxl_dual")
+                    clip = clip_dropdown("prompt", interactive=s.target == CUSTOM)
                     caption_model = caption_dropdown("prompt")
                     min_f, max_f, neg_n = flavor_sliders()
+                    beam = gr.Slider(1, MAX_BEAM_WIDTH, value=s.beam_width, step=1, label="Beam width",
+                                     info="1: greedy chain; k > 1: never worse, about k times slower",
+                                     elem_id="prompt_interrogator_beam_width")
             with gr.Row():
                 go = gr.Button("Interrogate", variant="primary", elem_id="prompt_interrogator_go")
                 unload = gr.Button("Unload models", elem_id="prompt_interrogator_unload")
             positive = gr.Textbox(label="Prompt", lines=3, show_copy_button=True)
             negative = gr.Textbox(label="Negative prompt", lines=2, show_copy_button=True)
+            with gr.Row():
+                positive_l = gr.Textbox(label="Prompt for SDXL's ViT-L/14 encoder", lines=3, show_copy_button=True,
+                                        visible=False, elem_id="prompt_interrogator_prompt_l")
+                negative_l = gr.Textbox(label="Negative prompt for SDXL's ViT-L/14 encoder", lines=2,
+                                        show_copy_button=True, visible=False,
+                                        elem_id="prompt_interrogator_negative_l")
             caption = gr.Textbox(label="Caption", lines=1)
             status = gr.Markdown("")
             send_text = gr.Textbox(visible=False, elem_id="prompt_interrogator_infotext")
             with gr.Row():
                 _bind_send_buttons(image, send_text)
-            go.click(cb.interrogate, inputs=[image, mode, clip, caption_model, min_f, max_f, neg_n],
-                     outputs=[positive, negative, caption, send_text, status])
+            go.click(cb.interrogate, inputs=[image, mode, clip, caption_model, min_f, max_f, neg_n, target, beam,
+                                             sdxl_dual],
+                     outputs=[positive, negative, caption, send_text, status, positive_l, negative_l])
+            target.change(cb.target_changed, inputs=[target], outputs=[clip, sdxl_dual])
+            for control in (target, sdxl_dual):
+                control.change(cb.dual_changed, inputs=[target, sdxl_dual], outputs=[positive_l, negative_l])
             unload.click(cb.unload, inputs=[], outputs=[status])
 
         with gr.Tab("Analyze"):
@@ -212,6 +267,19 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
             a_status = gr.Markdown("")
             a_go.click(cb.analyze, inputs=[a_image, a_clip, a_top, a_caption, a_caption_model],
                        outputs=a_labels + [a_text, a_status])
+            with gr.Accordion("Round trip", open=False, elem_id="prompt_interrogator_round_trip"):
+                gr.Markdown("How well an image generated from the prompt matches this image, and how well a "
+                            "prompt matches it (CLIP cosine similarity with the CLIP model above; higher is "
+                            "closer). Compare modes, seeds or beam widths.")
+                with gr.Row():
+                    r_image = gr.Image(type="pil", label="Regenerated image (optional)",
+                                       elem_id="prompt_interrogator_regenerated")
+                    with gr.Column():
+                        r_prompt = gr.Textbox(label="Prompt (optional)", lines=3,
+                                              elem_id="prompt_interrogator_score_prompt")
+                        r_go = gr.Button("Score", elem_id="prompt_interrogator_score")
+                r_text = gr.Textbox(label="Scores", lines=2, elem_id="prompt_interrogator_scores")
+                r_go.click(cb.score, inputs=[a_image, r_image, r_prompt, a_clip], outputs=[r_text])
 
         with gr.Tab("Batch"):
             folder = gr.Textbox(label="Image folder", placeholder="/path/to/images")

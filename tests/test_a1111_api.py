@@ -157,3 +157,91 @@ def test_on_app_started_mounts_routes_and_builtin_hook(webui, images):
     shared.opts.data["prompt_interrogator_replace_builtin"] = True
     ours = shared.interrogator.interrogate(images[0])
     assert ours != "builtin" and ours
+
+
+# -- issue 7: target presets, SDXL dual prompts, beam width, round-trip score ----------------------------------
+
+from fixtures import registry_clips, second_tiny_clip  # noqa: E402,F401
+
+
+def test_score_endpoint(client, images):
+    c, shared, svc = client
+    img, other = png_b64(images[0]), png_b64(images[1])
+    r = c.post("/interrogator/score", json={"image": img, "regenerated": img, "prompt": "a photo"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["image_similarity"] == pytest.approx(1.0, abs=1e-4) and isinstance(out["prompt_similarity"], float)
+    assert out["clip_model_name"] == shared.opts.prompt_interrogator_clip_model and out["target"] == "custom"
+    assert ("begin", "interrogator score") in shared.state.events and shared.state.events[-1][0] == "end"
+    expected = svc.interrogator().score([images[0]], references=[images[1]], prompts=["a photo"])[0]
+    out = c.post("/interrogator/score", json={"image": img, "regenerated": other, "prompt": "a photo"}).json()
+    assert out["image_similarity"] == pytest.approx(expected.image_similarity, abs=1e-4)
+    assert out["image_similarity"] < 0.9999
+    assert out["prompt_similarity"] == pytest.approx(expected.prompt_similarity, abs=1e-4)
+    only_prompt = c.post("/interrogator/score", json={"image": img, "prompt": "a photo"}).json()
+    assert only_prompt["image_similarity"] is None and only_prompt["prompt_similarity"] is not None
+
+
+@pytest.mark.parametrize("body,status,words", [
+    ({}, 400, "nothing to score"),
+    ({"regenerated": "!!!not base64!!!"}, 400, "'regenerated' is not valid base64"),
+    ({"regenerated": "https://example.com/x.png"}, 400, "URL"),
+    ({"prompt": "x", "target": "sdxx"}, 400, "sdxx"),
+    ({"prompt": "x", "clip_model_name": "ViT-Nope-99/none"}, 400, "ViT-Nope-99"),
+])
+def test_score_bad_input_is_4xx(client, images, body, status, words):
+    c, _, _ = client
+    r = c.post("/interrogator/score", json={"image": png_b64(images[0]), **body})
+    assert r.status_code == status, r.text
+    assert words.lower() in r.json()["detail"].lower()
+
+
+def test_score_size_limit_applies_to_the_regenerated_image(client, images):
+    c, shared, _ = client
+    shared.opts.data["prompt_interrogator_api_max_mb"] = 0.05  # the original (~12 KB) passes
+    r = c.post("/interrogator/score", json={"image": png_b64(images[0]), "regenerated": "A" * 200_000})
+    assert r.status_code == 413 and "regenerated" in r.json()["detail"]
+    r = c.post("/interrogator/score", json={"image": "A" * 200_000, "prompt": "x"})
+    assert r.status_code == 413
+
+
+def test_prompt_target_sdxl_dual_and_beam_width(client, images, registry_clips, monkeypatch):
+    c, shared, svc = client
+    from interrogator_core import Interrogator
+
+    beams = []
+    real = Interrogator.interrogate
+    monkeypatch.setattr(Interrogator, "interrogate",
+                        lambda self, *a, **k: beams.append(k.get("beam_width")) or real(self, *a, **k))
+    body = {"image": png_b64(images[0]), "mode": "fast", "target": "sdxl", "sdxl_dual": True, "beam_width": 2}
+    r = c.post("/interrogator/prompt", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert registry_clips == ["ViT-bigG-14/laion2b_s39b_b160k", "ViT-L-14/openai"]
+    assert out["clip_model_name"] == "ViT-bigG-14/laion2b_s39b_b160k" and out["target"] == "sdxl"
+    assert out["prompt_l"] and out["negative_prompt_l"] and out["prompt_l"].startswith(out["caption"])
+    assert beams[0] == 2
+
+    # without dual: no ViT-L prompts; the settings' beam width is the default
+    shared.opts.data["prompt_interrogator_beam_width"] = 3
+    out = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast", "target": "sdxl"}).json()
+    assert out["prompt_l"] is None and out["negative_prompt_l"] is None and beams[-1] == 3
+    assert len(registry_clips) == 2, "bigG kept across the switch (only the ViT-L encoder is dropped)"
+
+    for bad in ({"beam_width": 0}, {"beam_width": 9}):
+        assert c.post("/interrogator/prompt", json={**body, **bad}).status_code == 422
+    r = c.post("/interrogator/prompt", json={**body, "target": "sd15"})
+    assert r.status_code == 400 and "sdxl" in r.json()["detail"]
+
+
+def test_default_target_setting_applies_unless_a_clip_model_is_named(client, images, registry_clips):
+    c, shared, _ = client
+    shared.opts.data["prompt_interrogator_target"] = "sd2"
+    status = c.get("/interrogator/status").json()
+    assert status["defaults"]["target"] == "sd2" and status["targets"] == ["sd15", "sd2", "sdxl", "custom"]
+    out = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast"}).json()
+    assert out["clip_model_name"] == "ViT-H-14/laion2b_s32b_b79k" and registry_clips == [out["clip_model_name"]]
+    named = shared.opts.prompt_interrogator_clip_model
+    out = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast",
+                                               "clip_model_name": named}).json()
+    assert out["clip_model_name"] == named and out["target"] == "custom", "an explicit CLIP model wins"

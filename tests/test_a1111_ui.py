@@ -90,8 +90,10 @@ def test_interrogate_callback_fills_fields_and_infotext(callbacks, images):
     from modules import infotext_utils
 
     s = svc.settings()
-    pos, neg, cap, info, status = cb.interrogate(images[0], "best", s.clip_model, s.caption_model, 2, 4, 3)
+    pos, neg, cap, info, status, pos_l, neg_l = cb.interrogate(images[0], "best", s.clip_model, s.caption_model,
+                                                               2, 4, 3)
     assert pos and neg and cap and "best mode" in status
+    assert pos_l == neg_l == "", "the SDXL ViT-L boxes stay empty without sdxl dual"
     parsed = infotext_utils.parse_generation_parameters(info)
     assert parsed["Prompt"] == pos and parsed["Negative prompt"] == neg, "Send-to pastes both prompts"
 
@@ -99,9 +101,9 @@ def test_interrogate_callback_fills_fields_and_infotext(callbacks, images):
 def test_interrogate_callback_without_image_or_with_error(callbacks, images):
     cb, shared, svc = callbacks
     out = cb.interrogate(None, "best", "x", "none", 2, 4, 3)
-    assert all(_is_update(v) for v in out[:4]) and "image" in out[4]
+    assert len(out) == 7 and all(_is_update(v) for v in out[:4] + out[5:]) and "image" in out[4]
     out = cb.interrogate(images[0], "best", "ViT-Nope-99/none", "none", 2, 4, 3)
-    assert all(_is_update(v) for v in out[:4]), "an error never lands in the prompt box"
+    assert len(out) == 7 and all(_is_update(v) for v in out[:4] + out[5:]), "an error never lands in a prompt box"
     assert out[4].startswith("Error") and "ViT-Nope-99" in out[4]
     assert shared.state.events[-1][0] == "end"
 
@@ -223,3 +225,102 @@ def test_batch_bad_folder_and_options(callbacks, tmp_path):
     assert "not a folder" in _batch(cb, svc, tmp_path / "missing")
     assert "unknown output" in _batch(cb, svc, tmp_path, output="xml")
     assert "mode" in _batch(cb, svc, tmp_path, mode="fastest")
+
+
+# -- issue 7: target presets, SDXL dual prompts, beam width, round trip ----------------------------------------
+
+from fixtures import registry_clips, second_tiny_clip  # noqa: E402,F401
+
+
+def _components(blocks) -> dict:
+    return {getattr(b, "elem_id", None): b for b in blocks.blocks.values() if getattr(b, "elem_id", None)}
+
+
+@pytest.mark.parametrize("env_fixture", ["webui", "forge_webui"])
+def test_tab_has_target_dual_beam_and_round_trip(env_fixture, request):
+    shared, _ = request.getfixturevalue(env_fixture)
+    from interrogator_core import TARGETS
+    from interrogator_hosts import a1111_ui
+
+    shared.opts.data["prompt_interrogator_target"] = "sdxl"
+    shared.opts.data["prompt_interrogator_beam_width"] = 3
+    blocks = a1111_ui.build_tab()
+    c = _components(blocks)
+    target = c["prompt_interrogator_prompt_target"]
+    choices = [x if isinstance(x, str) else x[0] for x in target.choices]
+    assert choices == ["sd15", "sd2", "sdxl", "custom"] and target.value == "sdxl"
+    assert all(t.description in target.info for t in TARGETS.values())
+    assert c["prompt_interrogator_sdxl_dual"].visible, "default target sdxl: the dual checkbox shows"
+    assert c["prompt_interrogator_prompt_clip"].interactive is False, "a preset target picks the CLIP model"
+    assert c["prompt_interrogator_beam_width"].value == 3
+    assert not c["prompt_interrogator_prompt_l"].visible and not c["prompt_interrogator_negative_l"].visible
+    for elem in ("prompt_interrogator_regenerated", "prompt_interrogator_score_prompt", "prompt_interrogator_score"):
+        assert elem in c
+    fns = blocks.fns.values() if isinstance(blocks.fns, dict) else blocks.fns
+    names = [getattr(getattr(d, "fn", None), "__name__", "") for d in fns]
+    assert {"score", "target_changed", "dual_changed"} <= set(names)
+
+
+def test_target_and_dual_toggle_callbacks(callbacks):
+    cb = callbacks[0]
+
+    def props(update):
+        return {k: v for k, v in update.items() if k in ("interactive", "visible")}
+
+    clip, dual = cb.target_changed("sd15")
+    assert props(clip) == {"interactive": False} and props(dual) == {"visible": False}
+    clip, dual = cb.target_changed("sdxl")
+    assert props(clip) == {"interactive": False} and props(dual) == {"visible": True}
+    clip, dual = cb.target_changed("custom")
+    assert props(clip) == {"interactive": True} and props(dual) == {"visible": False}
+    assert [props(u) for u in cb.dual_changed("sdxl", True)] == [{"visible": True}] * 2
+    assert [props(u) for u in cb.dual_changed("sd15", True)] == [{"visible": False}] * 2
+    assert [props(u) for u in cb.dual_changed("sdxl", False)] == [{"visible": False}] * 2
+
+
+def test_interrogate_callback_with_target_dual_and_beam(callbacks, images, registry_clips, monkeypatch):
+    cb, _, svc = callbacks
+    from interrogator_core import Interrogator
+
+    beams = []
+    real = Interrogator.interrogate
+    monkeypatch.setattr(Interrogator, "interrogate",
+                        lambda self, *a, **k: beams.append(k.get("beam_width")) or real(self, *a, **k))
+    s = svc.settings()
+    out = cb.interrogate(images[0], "fast", s.clip_model, s.caption_model, 2, 4, 3, "sdxl", 2, True)
+    pos, neg, cap, _, status, pos_l, neg_l = out
+    assert "Error" not in status and pos_l and neg_l and pos_l.startswith(cap)
+    assert registry_clips == ["ViT-bigG-14/laion2b_s39b_b160k", "ViT-L-14/openai"] and beams[0] == 2
+    # the checkbox left ticked while another target is picked is ignored (no error, no ViT-L prompts)
+    out = cb.interrogate(images[0], "fast", s.clip_model, s.caption_model, 2, 4, 3, "custom", 1, True)
+    assert "Error" not in out[4] and out[0] and out[5:] == ("", "") and beams[-1] == 1
+    assert svc.interrogator().config.clip_model == s.clip_model
+
+
+def test_round_trip_score_callback(callbacks, images):
+    cb, shared, svc = callbacks
+    clip = svc.settings().clip_model
+    assert "original" in cb.score(None, images[0], "", clip)
+    assert "nothing to score" in cb.score(images[0], None, "  ", clip)
+    assert shared.state.events == [], "refused before taking the queue: no job started"
+    text = cb.score(images[0], images[0], "", clip)
+    assert "image↔regenerated: 1.0000" in text and "prompt" not in text
+    text = cb.score(images[0], images[1], "a photo", clip)
+    expected = svc.interrogator().score([images[0]], references=[images[1]], prompts=["a photo"])[0]
+    assert text == expected.to_text() and "image↔prompt" in text
+
+
+def test_settings_default_target_and_beam_width(webui):
+    shared, svc = webui
+    from interrogator_core import TARGETS
+
+    info = shared.opts.data_labels["prompt_interrogator_target"]
+    assert info.default == "custom" and info.component_args()["choices"] == ["sd15", "sd2", "sdxl", "custom"]
+    assert all(t.description in info.comment_after for t in TARGETS.values())
+    beam = shared.opts.data_labels["prompt_interrogator_beam_width"]
+    assert beam.default == 1 and (beam.component_args["minimum"], beam.component_args["maximum"]) == (1, 8)
+    shared.opts.data["prompt_interrogator_target"] = "sd15"
+    shared.opts.data["prompt_interrogator_beam_width"] = 4
+    s = svc.settings()
+    assert (s.target, s.beam_width) == ("sd15", 4)
+    assert svc.interrogator().config.clip_model == "ViT-L-14/openai", "the default target picks the CLIP model"

@@ -1,6 +1,5 @@
 """Target presets, round-trip scores, the beam chain."""
 import pytest
-import torch
 
 from interrogator_core import TARGETS, InterrogatorConfig, UnknownNameError, list_targets
 from interrogator_core import prompts

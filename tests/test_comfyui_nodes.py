@@ -84,8 +84,10 @@ def image_batch(n: int = 3, h: int = 40, w: int = 56, seed: int = 0) -> torch.Te
 
 
 def load(comfy, clip: str = "tiny-clip", caption: str = "tiny-blip", precision: str = "auto",
-         memory: str = "host managed", node_id: str = "1") -> Interrogator:
-    (it,) = comfy.nodes.InterrogatorLoader().load(clip, caption, precision, memory, unique_id=node_id)
+         memory: str = "host managed", node_id: str = "1", **new_widgets) -> Interrogator:
+    """Run the loader node; ``new_widgets``: the optional ``target`` / ``sdxl_dual`` (absent in old workflows)."""
+    (it,) = comfy.nodes.InterrogatorLoader().load(clip, caption, precision, memory, unique_id=node_id,
+                                                  **new_widgets)
     it.config.caption_max_length = 8
     return it
 
@@ -102,14 +104,15 @@ def test_entry_exports_namespaced_v1_nodes_only(comfy):
     assert set(pack.__all__) == {"NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"}
     assert not hasattr(pack, "comfy_entrypoint")
     assert set(pack.NODE_CLASS_MAPPINGS) == {"PromptInterrogator.Loader", "PromptInterrogator.Interrogate",
-                                             "PromptInterrogator.Caption", "PromptInterrogator.Analyze"}
+                                             "PromptInterrogator.Caption", "PromptInterrogator.Analyze",
+                                             "PromptInterrogator.RoundTripScore"}
     assert set(pack.NODE_DISPLAY_NAME_MAPPINGS) == set(pack.NODE_CLASS_MAPPINGS)
     for cls in pack.NODE_CLASS_MAPPINGS.values():
         assert cls.CATEGORY == "image/interrogate"
         assert callable(getattr(cls, cls.FUNCTION))
     assert comfy.nodes.InterrogatorLoader.RETURN_TYPES == ("INTERROGATOR",)
     assert comfy.nodes.Interrogate.INPUT_TYPES()["required"]["interrogator"] == ("INTERROGATOR",)
-    assert comfy.nodes.Interrogate.OUTPUT_IS_LIST == (True, True, True)
+    assert comfy.nodes.Interrogate.OUTPUT_IS_LIST == (True,) * 5
 
 
 def test_import_does_no_heavy_work(tmp_path):
@@ -119,7 +122,7 @@ def test_import_does_no_heavy_work(tmp_path):
         f"spec = importlib.util.spec_from_file_location('pack', {str(ROOT / '__init__.py')!r}, "
         f"submodule_search_locations=[{str(ROOT)!r}])\n"
         "m = importlib.util.module_from_spec(spec); sys.modules['pack'] = m; spec.loader.exec_module(m)\n"
-        "assert len(m.NODE_CLASS_MAPPINGS) == 4, m.NODE_CLASS_MAPPINGS\n"
+        "assert len(m.NODE_CLASS_MAPPINGS) == 5, m.NODE_CLASS_MAPPINGS\n"
         "heavy = [n for n in ('open_clip', 'transformers', 'comfy.model_management', 'folder_paths') "
         "if n in sys.modules]\n"
         "print('HEAVY', heavy)\n"
@@ -170,7 +173,7 @@ def test_interrogate_batch_gives_one_string_per_image_same_as_the_engine(comfy, 
                                                                          tmp_path):
     images = image_batch(3)
     it = load(comfy)
-    pos, neg, cap = comfy.nodes.Interrogate().interrogate(images, it, "best", 2, 6, 4)
+    pos, neg, cap, pos_l, neg_l = comfy.nodes.Interrogate().interrogate(images, it, "best", 2, 6, 4)
     assert len(pos) == len(neg) == len(cap) == 3
     assert all(p.strip() for p in pos) and all(n.strip() for n in neg)
 
@@ -184,6 +187,7 @@ def test_interrogate_batch_gives_one_string_per_image_same_as_the_engine(comfy, 
     assert pos == [r.positive for r in expected]
     assert neg == [r.negative for r in expected]
     assert cap == [r.caption for r in expected]
+    assert pos_l == neg_l == ["", "", ""]  # the SDXL ViT-L outputs stay empty without sdxl_dual
 
 
 def test_models_go_through_model_patcher_and_load_models_gpu(comfy):
@@ -262,7 +266,7 @@ def test_interrupt_uses_comfys_flag_and_exception(comfy):
         node.interrogate(image_batch(2), it, "best", 2, 6, 4)
     assert isinstance(info.value, Interrupted)  # the engine saw its own Interrupted too
     assert mm.processing_interrupted() is False  # ComfyUI's flag is consumed, like the real one
-    pos, _, _ = node.interrogate(image_batch(2), it, "best", 2, 6, 4)
+    pos = node.interrogate(image_batch(2), it, "best", 2, 6, 4)[0]
     assert len(pos) == 2
 
 
@@ -361,7 +365,7 @@ def test_changing_a_widget_reloads_only_what_changed(comfy, monkeypatch):
 
     # caption model off: CLIP is reused
     no_caption = load(comfy, clip="tiny-clip-b", caption="none")
-    pos, neg, cap = node.interrogate(image_batch(1), no_caption, "negative", 2, 4, 2)
+    pos, neg, cap, _, _ = node.interrogate(image_batch(1), no_caption, "negative", 2, 4, 2)
     assert counts == {"clip": 2, "caption": 1} and cap == [""] and neg[0]
 
     # a second loader node keeps its own models
@@ -412,3 +416,157 @@ def test_tensor_to_pil():
     assert len(rgba) == 1 and rgba[0].mode == "RGB"
     with pytest.raises(ValueError, match="IMAGE"):
         tensor_to_pil(torch.ones((5, 3)))
+
+
+# -- target presets, SDXL dual prompts, beam width, round-trip score (issue 7) --------------------------------
+@pytest.fixture
+def registry_names_to_tiny(comfy, monkeypatch, tiny_models, second_clip) -> List[str]:
+    """Real registry names cannot be downloaded here: load_clip serves every ``ViT-…`` name from a tiny model
+    (SDXL's ViT-bigG → tiny-clip, ViT-L/14 → tiny-clip-b). Returns the names asked for, in order."""
+    asked: List[str] = []
+    real = engine.load_clip
+    tiny = {"ViT-bigG-14/laion2b_s39b_b160k": tiny_models["clip"], "ViT-L-14/openai": second_clip,
+            "ViT-H-14/laion2b_s32b_b79k": second_clip}
+
+    def load_clip(name, *args, **kwargs):
+        asked.append(name)
+        return real(str(tiny.get(name, name)), *args, **kwargs)
+
+    monkeypatch.setattr(engine, "load_clip", load_clip)
+    return asked
+
+
+def _holders(mm) -> List[str]:
+    return [lm.model.model.handle_name for lm in mm.current_loaded_models
+            if type(lm.model.model).__name__ == "InterrogatorModelHolder"]
+
+
+def test_new_inputs_are_optional_and_last_so_saved_workflows_keep_working(comfy):
+    from interrogator_core import TARGETS
+
+    nodes = comfy.nodes
+    loader = nodes.InterrogatorLoader.INPUT_TYPES()
+    assert list(loader["required"]) == ["clip_model", "caption_model", "precision", "memory"]
+    assert list(loader["optional"]) == ["target", "sdxl_dual"]
+    targets, opts = loader["optional"]["target"]
+    assert targets == ["sd15", "sd2", "sdxl", "custom"] and opts["default"] == "custom"
+    assert all(t.description in opts["tooltip"] for t in TARGETS.values())
+    assert loader["optional"]["sdxl_dual"] == ("BOOLEAN", loader["optional"]["sdxl_dual"][1])
+    assert loader["optional"]["sdxl_dual"][1]["default"] is False
+
+    interrogate = nodes.Interrogate.INPUT_TYPES()
+    assert list(interrogate["required"]) == ["image", "interrogator", "mode", "min_flavors", "max_flavors",
+                                             "negative_count"]
+    kind, beam = interrogate["optional"]["beam_width"]
+    assert kind == "INT" and (beam["default"], beam["min"], beam["max"]) == (1, 1, 8)
+    assert nodes.Interrogate.RETURN_NAMES == ("positive", "negative", "caption", "positive_l", "negative_l")
+    assert nodes.Interrogate.RETURN_TYPES == ("STRING",) * 5
+
+    # a workflow saved before these widgets: no target / sdxl_dual / beam_width given
+    it = load(comfy)
+    assert (it.config.target, it.config.sdxl_dual, it.config.clip_model) == ("custom", False, "tiny-clip")
+    out = nodes.Interrogate().interrogate(image_batch(1), it, "fast", 2, 4, 2)
+    assert len(out) == 5 and out[0][0] and out[3:] == ([""], [""])
+
+
+def test_target_picks_the_clip_model_and_reloads_only_clip(comfy, registry_names_to_tiny, monkeypatch):
+    captions = []
+    real_caption = engine.load_captioner
+    monkeypatch.setattr(engine, "load_captioner", lambda *a, **k: captions.append(1) or real_caption(*a, **k))
+    node = comfy.nodes.Interrogate()
+    first = load(comfy, target="custom")
+    node.interrogate(image_batch(1), first, "fast", 2, 4, 2)
+    assert registry_names_to_tiny == ["tiny-clip"] and len(captions) == 1
+
+    for target, clip in (("sd15", "ViT-L-14/openai"), ("sd2", "ViT-H-14/laion2b_s32b_b79k"),
+                         ("sdxl", "ViT-bigG-14/laion2b_s39b_b160k")):
+        it = load(comfy, target=target)  # the clip_model widget ("tiny-clip") is ignored
+        assert (it.config.target, it.config.clip_model) == (target, clip)
+    node.interrogate(image_batch(1), it, "fast", 2, 4, 2)
+    assert registry_names_to_tiny[-1] == "ViT-bigG-14/laion2b_s39b_b160k"
+    assert len(captions) == 1, "another target reloads CLIP only: the caption model is kept"
+    assert load(comfy, target="sdxl") is it, "same widgets: the same interrogator"
+
+    with pytest.raises(ValueError, match="sdxl"):
+        load(comfy, target="sd15", sdxl_dual=True)
+    with pytest.raises(ValueError, match="sdxx"):
+        load(comfy, target="sdxx")
+
+
+def test_sdxl_dual_fills_the_vit_l_outputs_and_both_encoders_follow_the_memory_policy(comfy,
+                                                                                    registry_names_to_tiny):
+    mm = comfy.mm
+    it = load(comfy, target="sdxl", sdxl_dual=True)
+    assert it.config.sdxl_dual and it.config.clip_model == "ViT-bigG-14/laion2b_s39b_b160k"
+    pos, neg, cap, pos_l, neg_l = comfy.nodes.Interrogate().interrogate(image_batch(2), it, "fast", 2, 4, 3)
+    assert registry_names_to_tiny == ["ViT-bigG-14/laion2b_s39b_b160k", "ViT-L-14/openai"]
+    assert len(pos_l) == len(neg_l) == 2 and all(pos_l) and all(neg_l)
+    assert all(p.startswith(c) for p, c in zip(pos_l, cap)), "same caption, the ViT-L encoder's flavors"
+    assert (pos_l, neg_l) != (pos, neg)
+    # all three models (caption, bigG, L) are on ComfyUI's manager ...
+    assert sorted(n.split(":")[0] for n in _holders(mm)) == ["caption", "clip", "clip"]
+    # ... and leave it when the memory widget says "keep loaded" (the second encoder too)
+    assert load(comfy, target="sdxl", sdxl_dual=True, memory="keep loaded") is it
+    assert _holders(mm) == []
+
+    # dual off: a new interrogator that keeps bigG and the caption model and drops the ViT-L encoder
+    single = load(comfy, target="sdxl", sdxl_dual=False, memory="keep loaded")
+    assert single is not it and it.models == []
+    out = comfy.nodes.Interrogate().interrogate(image_batch(1), single, "fast", 2, 4, 3)
+    assert out[3:] == ([""], [""]) and len(registry_names_to_tiny) == 2, "nothing reloaded"
+
+
+def test_beam_width_reaches_the_engine(comfy, monkeypatch):
+    seen = []
+    real = Interrogator.interrogate
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("beam_width"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Interrogator, "interrogate", spy)
+    it = load(comfy, caption="none")  # negative mode: the beam runs on the negative chain, no captioner
+    node = comfy.nodes.Interrogate()
+    images = image_batch(1)
+    node.interrogate(images, it, "negative", 2, 6, 2)
+    beam = node.interrogate(images, it, "negative", 2, 6, 2, beam_width=3)
+    assert seen == [1, 3]
+    expected = real(it, tensor_to_pil_(images), mode="negative", min_flavors=2, max_flavors=6, negative_count=2,
+                    beam_width=3)[0]
+    assert beam[1] == [expected.negative] and expected.negative
+
+
+def tensor_to_pil_(images: torch.Tensor):
+    from interrogator_hosts.comfyui import tensor_to_pil
+
+    return tensor_to_pil(images)
+
+
+def test_round_trip_score_node(comfy):
+    nodes = comfy.nodes
+    spec = nodes.RoundTripScore.INPUT_TYPES()
+    assert [v[0] for v in spec["required"].values()] == ["IMAGE", "IMAGE", "INTERROGATOR"]
+    assert spec["optional"]["prompt"][0] == "STRING" and spec["optional"]["prompt"][1]["forceInput"]
+    assert nodes.RoundTripScore.RETURN_TYPES == ("FLOAT", "FLOAT", "STRING")
+    assert nodes.RoundTripScore.RETURN_NAMES == ("image_similarity", "prompt_similarity", "summary")
+    assert nodes.RoundTripScore.INPUT_IS_LIST and nodes.RoundTripScore.OUTPUT_IS_LIST == (True,) * 3
+
+    it = load(comfy)
+    node = nodes.RoundTripScore()
+    original = image_batch(2, seed=0)
+    # ComfyUI hands every input over as a list; regenerated images sampled one prompt at a time arrive as
+    # a list of 1-image batches and pair up with the original batch image by image
+    img, txt, summary = node.score([original], [original[:1], original[1:]], [it])
+    assert [round(x, 4) for x in img] == [1.0, 1.0] and txt == [0.0, 0.0]
+    assert all("regenerated" in s and "prompt" not in s for s in summary)
+
+    # one regenerated image applies to every original; prompts (Interrogate's list output) pair up
+    prompts = nodes.Interrogate().interrogate(original, it, "fast", 2, 4, 2)[0]
+    other = image_batch(1, seed=5)
+    img, txt, summary = node.score([original], [other], [it], prompt=prompts)
+    expected = it.score(tensor_to_pil_(original), references=tensor_to_pil_(other), prompts=prompts)
+    assert img == pytest.approx([e.image_similarity for e in expected], abs=1e-5) and max(img) < 0.9999
+    assert txt == pytest.approx([e.prompt_similarity for e in expected], abs=1e-5)
+    assert summary == [e.to_text() for e in expected]
+    with pytest.raises(ValueError, match="references"):
+        node.score([original], [image_batch(3)], [it])

@@ -1,6 +1,5 @@
 """Each mode's structure, window fit, batching, determinism, analyze, user tables and blocklist."""
 import pytest
-import torch
 from open_clip.tokenizer import SimpleTokenizer
 
 from interrogator_core import InterrogatorError, UnknownNameError, list_modes

@@ -2,8 +2,6 @@
 import io
 import multiprocessing
 import os
-import resource
-import struct
 import threading
 
 import numpy as np
@@ -28,7 +26,7 @@ def _rgba():
 
 
 def _la():
-    return Image.fromarray(_noise(40, 30, 3)[..., :2].copy(), "LA") if hasattr(Image, "fromarray") else None
+    return Image.fromarray(_noise(40, 30, 3)[..., :2].copy(), "LA")
 
 
 def _p_transparent():

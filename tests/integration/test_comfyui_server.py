@@ -254,6 +254,30 @@ def test_interrogate_batch_then_free_unloads_our_models(server: Server) -> None:
     server.request("/free", {"unload_models": True, "free_memory": True})
 
 
+def test_new_widgets_and_round_trip_score_node(server: Server) -> None:
+    """The loader's target/sdxl_dual, Interrogate's beam_width, and RoundTripScore fed by Interrogate's prompt
+    list (two prompts for a batch of two: one score per image, not one run per prompt)."""
+    info = server.request("/object_info/PromptInterrogator.RoundTripScore")["PromptInterrogator.RoundTripScore"]
+    assert info["output"] == ["FLOAT", "FLOAT", "STRING"] and info["output_is_list"] == [True, True, True]
+    wf = workflow(mode="fast")
+    wf["4"]["inputs"].update(target="custom", sdxl_dual=False)
+    wf["5"]["inputs"]["beam_width"] = 2
+    wf.update({
+        "11": {"class_type": "PromptInterrogator.RoundTripScore",
+               "inputs": {"original": ["3", 0], "regenerated": ["3", 0], "interrogator": ["4", 0],
+                          "prompt": ["5", 0]}},
+        "12": {"class_type": "PreviewAny", "inputs": {"source": ["11", 0]}},
+        "13": {"class_type": "PreviewAny", "inputs": {"source": ["11", 2]}},
+        "14": {"class_type": "PreviewAny", "inputs": {"source": ["5", 3]}},
+    })
+    entry = server.run(wf)
+    assert len(texts(entry, "6")) == 2 and all(p.strip() for p in texts(entry, "6"))
+    assert [round(float(x), 3) for x in texts(entry, "12")] == [1.0, 1.0], "each image against itself"
+    summaries = texts(entry, "13")
+    assert len(summaries) == 2 and all("regenerated" in x and "prompt" in x for x in summaries), summaries
+    assert texts(entry, "14") == ["", ""], "positive_l is empty without sdxl_dual"
+
+
 def test_example_workflow_matches_the_servers_nodes(server: Server) -> None:
     """Every node of examples/comfyui_workflow_api.json exists and every link connects matching types."""
     example = json.loads(EXAMPLE.read_text())

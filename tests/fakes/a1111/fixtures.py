@@ -38,3 +38,31 @@ def webui(request, tiny_models, small_data_dir, tmp_path):
 def forge_webui(request, tiny_models, small_data_dir, tmp_path):
     """Same on the Forge fakes (backend.memory_management importable)."""
     return _make_webui(request, tiny_models, small_data_dir, tmp_path, forge=True)
+
+
+@pytest.fixture(scope="session")
+def second_tiny_clip(tmp_path_factory):
+    """A second tiny CLIP (other weights): stands in for SDXL's ViT-L/14 encoder."""
+    from interrogator_core.testing import make_tiny_clip
+
+    return make_tiny_clip(tmp_path_factory.mktemp("clip-l") / "tiny-clip-l", seed=1)
+
+
+@pytest.fixture
+def registry_clips(monkeypatch, tiny_models, second_tiny_clip):
+    """Real registry names cannot be downloaded in tests: the engine's ``load_clip`` serves the target presets'
+    names from tiny models (ViT-bigG and ViT-H → tiny-clip, ViT-L/14 → the second tiny CLIP). Returns the
+    list of names asked for."""
+    import interrogator_core.interrogator as engine
+
+    asked = []
+    real = engine.load_clip
+    tiny = {"ViT-bigG-14/laion2b_s39b_b160k": tiny_models["clip"], "ViT-H-14/laion2b_s32b_b79k": tiny_models["clip"],
+            "ViT-L-14/openai": second_tiny_clip}
+
+    def load_clip(name, *args, **kwargs):
+        asked.append(name)
+        return real(str(tiny.get(name, name)), *args, **kwargs)
+
+    monkeypatch.setattr(engine, "load_clip", load_clip)
+    return asked
