@@ -416,63 +416,17 @@ class Interrogator:
 
     def _one(self, mode: str, feats: torch.Tensor, caption: str, min_flavors: int, max_flavors: int,
              negative_count: int, text_batch: int, beam_width: int = 1) -> InterrogationResult:
-        clip = self._clip
-        assert clip is not None
-        tables = self._label_tables()
-        pool = self._pool
-        assert pool is not None
-        text = clip.text
+        """Both prompts of one image from its normalized features [D]."""
+        self._label_tables()
+        assert self._clip is not None
+        text = self._clip.text
         caption = prompts.truncate_to_fit(text, caption) if caption else caption
-        f1 = feats.unsqueeze(0)
-        cfg = self.config
-        candidates: Dict[str, float] = {}
-
-        def step(desc: str):
-            def on_step(i: int, total: int) -> None:
-                self.host.check_interrupt()
-                self.host.progress(i, total, desc)
-            return on_step
-
-        positive = ""
-        if mode in ("fast", "best"):
-            tops = [l for l, _ in pool.top(f1, max_flavors)[0]]
-            fast = prompts.join_fitting(text, caption, tops)
-        if mode in ("classic", "best"):
-            n_flavors = max_flavors if mode == "best" else min(max_flavors, 3) if max_flavors else 0
-            top1 = {n: prompts.argmax_label(tables[n].top(f1, 1)[0]) for n in ("mediums", "artists", "trendings", "movements")}
-            flavors = [l for l, _ in tables["flavors"].top(f1, n_flavors)[0]]
-            classic = prompts.truncate_to_fit(text, prompts.classic_prompt(
-                caption, top1["mediums"], top1["artists"], top1["trendings"], top1["movements"], flavors))
-        if mode == "fast":
-            positive = fast
-        elif mode == "classic":
-            positive = classic
-        elif mode == "best":
-            phrases = [l for l, _ in pool.top(f1, cfg.flavor_intermediate_count)[0]]
-            chained = prompts.chain(text, feats, phrases, start=caption or None, min_count=min_flavors,
-                                    max_count=max_flavors, batch_size=text_batch, beam_width=beam_width,
-                                    on_step=step("flavor chain"))
-            options = {"caption": caption, "classic": classic, "fast": fast, "chain": chained.prompt}
-            options = {k: v for k, v in options.items() if v}
-            sims = prompts.similarities(text, feats, list(options.values()))
-            candidates = dict(zip(options, sims))
-            positive = options[max(candidates, key=candidates.__getitem__)]
-
-        negative = ""
+        chain_args = dict(batch_size=text_batch, beam_width=beam_width)
+        positive, candidates = "", {}
+        if mode != "negative":
+            positive, candidates = self._positive(mode, feats, caption, min_flavors, max_flavors, chain_args)
         count = max_flavors if mode == "negative" else negative_count
-        if count > 0:
-            flav = [l for l, _ in tables["flavors"].top(f1, cfg.flavor_intermediate_count, reverse=True)[0]]
-            neg_phrases = flav + tables["negative"].labels
-            if mode in ("best", "negative"):
-                negative = prompts.chain(text, feats, neg_phrases, min_count=min(min_flavors, count),
-                                         max_count=count, reverse=True, batch_size=text_batch, beam_width=beam_width,
-                                         on_step=step("negative chain")).prompt
-            else:
-                assert self._negative_pool is not None
-                worst = [l for l, _ in self._negative_pool.top(f1, count, reverse=True)[0]]
-                negative = prompts.join_fitting(text, "", worst)
-        if mode == "negative":
-            positive = ""
+        negative = self._negative(mode, feats, min(min_flavors, count), count, chain_args) if count > 0 else ""
         sims = dict(zip(("positive", "negative"), prompts.similarities(text, feats, [positive, negative])))
         return InterrogationResult(
             mode=mode, positive=positive, negative=negative, caption=caption,
@@ -480,3 +434,44 @@ class Interrogator:
             negative_similarity=sims["negative"] if negative else None,
             candidates=candidates,
         )
+
+    def _on_step(self, desc: str):
+        def on_step(i: int, total: int) -> None:
+            self.host.check_interrupt()
+            self.host.progress(i, total, desc)
+        return on_step
+
+    def _positive(self, mode: str, feats: torch.Tensor, caption: str, min_flavors: int, max_flavors: int,
+                  chain_args: dict) -> tuple:
+        """(positive prompt, candidate similarities) for best/classic/fast, clip-interrogator's rules."""
+        assert self._clip is not None and self._tables is not None and self._pool is not None
+        text, tables, f1 = self._clip.text, self._tables, feats.unsqueeze(0)
+        options: Dict[str, str] = {"caption": caption}
+        if mode in ("fast", "best"):
+            options["fast"] = prompts.join_fitting(text, caption, [l for l, _ in self._pool.top(f1, max_flavors)[0]])
+        if mode in ("classic", "best"):
+            top1 = {n: prompts.argmax_label(tables[n].top(f1, 1)[0]) for n in ("mediums", "artists", "trendings",
+                                                                                "movements")}
+            flavors = [l for l, _ in tables["flavors"].top(f1, max_flavors if mode == "best" else min(max_flavors, 3))[0]]
+            options["classic"] = prompts.truncate_to_fit(text, prompts.classic_prompt(
+                caption, top1["mediums"], top1["artists"], top1["trendings"], top1["movements"], flavors))
+        if mode != "best":
+            return options[mode], {}
+        phrases = [l for l, _ in self._pool.top(f1, self.config.flavor_intermediate_count)[0]]
+        options["chain"] = prompts.chain(text, feats, phrases, start=caption or None, min_count=min_flavors,
+                                         max_count=max_flavors, on_step=self._on_step("flavor chain"),
+                                         **chain_args).prompt
+        options = {k: v for k, v in options.items() if v}
+        candidates = dict(zip(options, prompts.similarities(text, feats, list(options.values()))))
+        return options[max(candidates, key=candidates.__getitem__)], candidates
+
+    def _negative(self, mode: str, feats: torch.Tensor, min_count: int, count: int, chain_args: dict) -> str:
+        """The negative prompt: a reversed chain (best/negative) or the least similar terms (fast/classic)."""
+        assert self._clip is not None and self._tables is not None and self._negative_pool is not None
+        text, tables, f1 = self._clip.text, self._tables, feats.unsqueeze(0)
+        if mode not in ("best", "negative"):
+            worst = [l for l, _ in self._negative_pool.top(f1, count, reverse=True)[0]]
+            return prompts.join_fitting(text, "", worst)
+        flavors = [l for l, _ in tables["flavors"].top(f1, self.config.flavor_intermediate_count, reverse=True)[0]]
+        return prompts.chain(text, feats, flavors + tables["negative"].labels, min_count=min_count, max_count=count,
+                             reverse=True, on_step=self._on_step("negative chain"), **chain_args).prompt
