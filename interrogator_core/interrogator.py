@@ -409,9 +409,17 @@ class Interrogator:
                 key = name if name in TABLE_NAMES else f"user_{name}"
                 embeds = self._cache.get_or_compute(clip.cache_name, key, labels, compute, clip.embed_dim)
                 tables[name] = LabelIndex.from_table(name, labels, embeds, blocked)
-            self._tables = tables
-            self._pool = LabelIndex.concat("pool", [t for n, t in tables.items() if n != "negative"])
-            self._negative_pool = LabelIndex.concat("negative pool", [tables["flavors"], tables["negative"]])
+            # one block of memory, ordered so that both pools are contiguous slices of it:
+            # [other positive tables | flavors | negative]; pool = all but negative, negative pool = the tail
+            order = [n for n in tables if n not in ("flavors", "negative")] + ["flavors", "negative"]
+            every = LabelIndex.concat("all", [tables[n] for n in order])
+            start, bounds = 0, {}
+            for n in order:
+                bounds[n] = (start, start + len(tables[n]))
+                start += len(tables[n])
+            self._tables = {n: every.slice(n, *bounds[n]) for n in tables}
+            self._pool = every.slice("pool", 0, bounds["negative"][0])
+            self._negative_pool = every.slice("negative pool", bounds["flavors"][0], bounds["negative"][1])
         return self._tables
 
     def _one(self, mode: str, feats: torch.Tensor, caption: str, min_flavors: int, max_flavors: int,

@@ -20,6 +20,7 @@ class LabelIndex:
         self.labels: List[str] = list(labels)
         self.embeds = embeds.to("cpu", torch.float16)
         self._on_device: Optional[torch.Tensor] = None
+        self._parent: Optional[Tuple["LabelIndex", int, int]] = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -48,10 +49,22 @@ class LabelIndex:
             labels.extend(p.labels)
         return cls(name, labels, torch.cat([p.embeds for p in parts]) if parts else torch.zeros(0, 1))
 
+    def slice(self, name: str, start: int, end: int) -> "LabelIndex":
+        """Rows ``start:end`` as an index of their own that shares this one's memory (CPU and device)."""
+        child = LabelIndex(name, self.labels[start:end], self.embeds[start:end])
+        child.embeds = self.embeds[start:end]  # a view, not a copy
+        child._parent = (self, start, end)
+        return child
+
     def release(self) -> None:
         self._on_device = None
+        if self._parent is not None:
+            self._parent[0].release()
 
     def _device_embeds(self, device: torch.device) -> torch.Tensor:
+        if self._parent is not None:
+            parent, start, end = self._parent
+            return parent._device_embeds(device)[start:end]
         if self._on_device is None or self._on_device.device != device:
             # fp16 matmul is fast on GPUs; on the CPU float32 is both faster and exact
             dtype = torch.float16 if device.type == "cuda" else torch.float32

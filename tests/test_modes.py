@@ -147,3 +147,16 @@ def test_user_tables_join_the_pool(make_interrogator, images, tmp_path):
     (folder / "flavors.txt").write_text("x\n")
     with pytest.raises(InterrogatorError, match="built-in"):
         make_interrogator(user_tables_dir=folder).load(caption=False)
+
+
+def test_tables_and_pools_share_one_block_of_memory(make_interrogator, images):
+    ci = make_interrogator()
+    ci.interrogate(images[:1], mode="best")
+    flavors, pool, neg = ci._tables["flavors"], ci._pool, ci._negative_pool
+    base = pool.embeds.untyped_storage().data_ptr()
+    for t in (flavors, neg, ci._tables["negative"], ci._tables["artists"]):
+        assert t.embeds.untyped_storage().data_ptr() == base  # views, not copies
+    assert neg.labels == flavors.labels + ci._tables["negative"].labels
+    assert "blurry" not in pool.labels and "bokeh" in pool.labels
+    ci.offload()
+    assert all(t._on_device is None for t in ci._indexes())
