@@ -28,8 +28,6 @@ DATA_DIR = _data_dir()
 
 #: Built-in table names, in clip-interrogator's order. These are also the cache-file suffixes.
 TABLE_NAMES = ("artists", "flavors", "mediums", "movements", "trendings", "negative")
-#: Tables whose labels may be chained onto a positive prompt (best/fast modes).
-POSITIVE_TABLES = ("artists", "flavors", "mediums", "movements", "trendings")
 
 TRENDING_SITES = (
     "Artstation", "behance", "cg society", "cgsociety", "deviantart", "dribble",
