@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Iterator, List, Union
+from typing import Iterable, Iterator, Union
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -86,7 +86,3 @@ def iter_image_files(paths: Iterable[Union[str, "os.PathLike[str]"]], recursive:
             yield from sorted(f for f in p.glob(pattern) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
         else:
             yield p
-
-
-def list_images(paths: Iterable[Union[str, "os.PathLike[str]"]], recursive: bool = True) -> List[Path]:
-    return list(iter_image_files(paths, recursive))

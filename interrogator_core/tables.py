@@ -51,8 +51,7 @@ class LabelIndex:
 
     def slice(self, name: str, start: int, end: int) -> "LabelIndex":
         """Rows ``start:end`` as an index of their own that shares this one's memory (CPU and device)."""
-        child = LabelIndex(name, self.labels[start:end], self.embeds[start:end])
-        child.embeds = self.embeds[start:end]  # a view, not a copy
+        child = LabelIndex(name, self.labels[start:end], self.embeds[start:end])  # embeds: a view, not a copy
         child._parent = (self, start, end)
         return child
 

@@ -284,7 +284,7 @@ class TextEncoder:
         kv = _KV()
         for i, blk in enumerate(self.tower.blocks):
             x, k, v = self._block(blk, x, past.k[i] if past else None, past.v[i] if past else None,
-                                  keep_kv=True, full_kv=True)
+                                  keep_kv=True)
             kv.k.append(k)
             kv.v.append(v)
         self._kv_cache = [(key, kv, tokens.device)] + self._kv_cache[: _KV_CACHE_SIZE - 1]
@@ -361,7 +361,7 @@ class TextEncoder:
             for i, blk in enumerate(t.blocks):
                 pk = None if d == 0 else past_k[i][par]
                 pv = None if d == 0 else past_v[i][par]
-                x, k, v = self._block(blk, x, pk, pv, keep_kv=True, full_kv=True)
+                x, k, v = self._block(blk, x, pk, pv, keep_kv=True)
                 past_k[i], past_v[i] = k, v
             if ends:
                 nodes = list(ends)
@@ -406,18 +406,17 @@ class TextEncoder:
 
     @staticmethod
     def _block(blk: nn.Module, x: torch.Tensor, past_k: Optional[torch.Tensor], past_v: Optional[torch.Tensor],
-               keep_kv: bool, full_kv: bool = False) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+               keep_kv: bool) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
         """One residual attention block on [B, T, C] with optional prefix keys/values (causal attention).
 
-        With ``keep_kv`` it also returns this block's keys/values: the rows' own, or with ``full_kv`` the
-        prefix's and the rows' together."""
+        With ``keep_kv`` it also returns the keys/values it attended to (the prefix's and the rows' own), which
+        a longer prefix or a deeper prefix-tree level continues from."""
         attn: nn.MultiheadAttention = blk.attn
         b, t, c = x.shape
         heads = attn.num_heads
         h = blk.ln_1(x)
         q, k, v = F.linear(h, attn.in_proj_weight, attn.in_proj_bias).split(c, dim=-1)
         q, k, v = (z.reshape(b, t, heads, c // heads).transpose(1, 2) for z in (q, k, v))
-        kept_k, kept_v = (k, v) if keep_kv else (None, None)
         if past_k is None:
             o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
@@ -427,10 +426,8 @@ class TextEncoder:
             # query i sits at absolute position p+i and sees keys 0..p+i
             mask = torch.ones(t, p + t, dtype=torch.bool, device=x.device).tril(diagonal=p)
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-            if keep_kv and full_kv:
-                kept_k, kept_v = k, v
         o = o.transpose(1, 2).reshape(b, t, c)
         o = attn.out_proj(o)
         x = x + getattr(blk, "ls_1", _IDENTITY)(o)
         x = x + getattr(blk, "ls_2", _IDENTITY)(blk.mlp(blk.ln_2(x)))
-        return x, kept_k, kept_v
+        return (x, k, v) if keep_kv else (x, None, None)
