@@ -20,6 +20,9 @@ class InterrogationResult:
         source: the image's file name or index.
         positive_l / negative_l: with target "sdxl" and ``sdxl_dual``: the prompts built with SDXL's
             ViT-L/14 encoder (``positive``/``negative`` are ViT-bigG's).
+        prompts: the target's prompts by encoder name (``clip_l``, ``clip_g``, ``t5``); empty for targets that
+            read only ``positive``.
+        notes: remarks about the result a user should see (e.g. "Flux ignores negative prompts").
     """
 
     mode: str
@@ -32,6 +35,16 @@ class InterrogationResult:
     source: Optional[str] = None
     positive_l: Optional[str] = None
     negative_l: Optional[str] = None
+    prompts: Dict[str, str] = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def prompt(self) -> str:
+        """The one prompt string of this result for a text box or sidecar: the negative prompt in negative
+        mode, the caption in caption mode, else the positive prompt."""
+        if self.mode == "negative":
+            return self.negative
+        return self.positive
 
     def to_dict(self) -> dict:
         return asdict(self)
