@@ -41,10 +41,10 @@ class InterrogationResult:
     @property
     def prompt(self) -> str:
         """The one prompt string of this result for a text box or sidecar: the negative prompt in negative
-        mode, the caption in caption mode, else the positive prompt."""
+        mode, else the positive prompt (the caption when there is none)."""
         if self.mode == "negative":
             return self.negative
-        return self.positive
+        return self.positive or self.caption
 
     def to_dict(self) -> dict:
         return asdict(self)
