@@ -83,8 +83,8 @@ _QWEN_PROMPTS = {
 }
 
 #: Architecture families, keyed by our name; MODEL_TYPES maps a config.json ``model_type`` onto them.
-#: min_transformers: the release that added the class (checked on the release wheels); llava: 4.43 for Llama 3.1
-#: (JoyCaption) and processor chat templates.
+#: min_transformers: the release that added the class (checked on the release wheels); llava: 4.47, the first
+#: whose processor counts image tokens for vision towers without a CLS token (SigLIP, as in JoyCaption).
 FAMILIES: Dict[str, CaptionFamily] = {
     "blip": CaptionFamily("BlipForConditionalGeneration", "4.26.0", True, prompts={"short": ""}),
     "blip2": CaptionFamily("Blip2ForConditionalGeneration", "4.27.0", True, prompts={"short": ""}),
@@ -100,7 +100,7 @@ FAMILIES: Dict[str, CaptionFamily] = {
         "Qwen3VLForConditionalGeneration", "4.57.0", True, prompting="chat", prompts=_QWEN_PROMPTS,
         default_styles=CAPTION_STYLES, decoder_only=True, fp16_ok=False),
     "llava": CaptionFamily(
-        "LlavaForConditionalGeneration", "4.43.0", True, prompting="chat",
+        "LlavaForConditionalGeneration", "4.47.0", True, prompting="chat",
         # JoyCaption's own prompt wordings (its "Descriptive" and "Booru tag list" modes).
         prompts={"short": "Write a short descriptive caption for this image in a formal tone.",
                  "detailed": "Write a long descriptive caption for this image in a formal tone.",
@@ -337,7 +337,7 @@ class Captioner:
         kwargs = {"padding": True} if fam.decoder_only else {}
         inputs = self.processor(text=texts, images=images, return_tensors="pt", **kwargs)
         moved = {k: (v.to(p.device, p.dtype) if v.is_floating_point() else v.to(p.device))
-                 for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+                 for k, v in inputs.items() if isinstance(v, torch.Tensor) and k != "token_type_ids"}
         return moved, texts
 
     # --- generation ------------------------------------------------------------------------------------------
@@ -393,10 +393,11 @@ def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: S
     source, family, looked = resolve_caption_model(name, search_dirs)
     local = Path(source).is_dir()
     spec = CAPTION_MODELS.get(name)
-    if spec is not None and spec.remote_code and not local and not trust_remote_code:
-        raise ModelLoadError(_remote_code_message(name, source))
-    if family and not (spec is not None and spec.remote_code and trust_remote_code):
-        check_family_supported(family, name)  # before any download
+    if not local and spec is not None and spec.remote_code:  # refuse before any download
+        if not trust_remote_code:
+            raise ModelLoadError(_remote_code_message(name, source))
+    elif not local and family:
+        check_family_supported(family, name)
     try:
         config = _config_dict(source, download_dir)
         if not family:

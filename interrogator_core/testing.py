@@ -133,7 +133,8 @@ def _tiny_fast_tokenizer(specials, words=None, **named):
     tk.normalizer = normalizers.Lowercase()
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
     tk.add_special_tokens(list(specials))
-    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", **named), vocab
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", model_input_names=["input_ids", "attention_mask"],
+                                   **named), vocab
 
 
 def _save(model, processor, folder: Path) -> Path:
