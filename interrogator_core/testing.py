@@ -91,7 +91,8 @@ def make_tiny_blip(folder: PathLike, seed: int = 0) -> Path:
 #: Words the tiny tokenizers know besides special tokens: the family prompts (so a test can read an instruction
 #: back from the input ids) and a few caption words for the random models to emit.
 TINY_WORDS = ("a photo of the cat dog painting on red blue green tree house man woman with in sky field sea "
-              "what does image describe ? detail is shown paragraph . , : ; ' - 1girl solo system user assistant").split()
+              "what does image describe ? detail is shown paragraph . , : ; ' - 1girl solo system user "
+              "assistant").split()
 
 #: Qwen2-VL style chat template (string or typed-list content; default system prompt), as the Qwen repos ship.
 QWEN_CHAT_TEMPLATE = (
@@ -133,8 +134,8 @@ def _tiny_fast_tokenizer(specials, words=None, **named):
     tk.normalizer = normalizers.Lowercase()
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
     tk.add_special_tokens(list(specials))
-    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>", model_input_names=["input_ids", "attention_mask"],
-                                   **named), vocab
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>",
+                                   model_input_names=["input_ids", "attention_mask"], **named), vocab
 
 
 def _save(model, processor, folder: Path) -> Path:
@@ -152,8 +153,8 @@ def make_tiny_florence2(folder: PathLike, seed: int = 0) -> Path:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tok, vocab = _tiny_fast_tokenizer(["<s>", "<pad>", "</s>", "<unk>", "<image>"], bos_token="<s>",
-                                      eos_token="</s>", pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
+    tok, vocab = _tiny_fast_tokenizer(["<s>", "<pad>", "</s>", "<unk>", "<image>"], bos_token="<s>", eos_token="</s>",
+                                      pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
     config = Florence2Config(
         text_config={"model_type": "bart", "vocab_size": len(vocab), "max_position_embeddings": 64,
                      "encoder_layers": 1, "encoder_ffn_dim": 32, "encoder_attention_heads": 2, "decoder_layers": 1,
