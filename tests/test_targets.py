@@ -284,3 +284,33 @@ def test_prefix_cache_holds_the_widest_beam_and_its_parents(make_interrogator):
     for p in reversed(parents):  # a step's best beams can come from any parent, the last one first
         text._prefix_kv(torch.cat([p, torch.tensor([2000, 267])]))
     assert offsets == [3] * MAX_BEAM_WIDTH, "every child reused its parent's keys/values"
+
+
+# -- CLI -------------------------------------------------------------------------------------------------------
+def test_cli_target_flags_print_and_write_every_prompt(tiny_models, small_data_dir, tmp_path, images, capsys,
+                                                      registry_to_tiny):
+    import json
+
+    from interrogator_core.cli import _config, build_parser, main
+
+    images[0].save(tmp_path / "a.png")
+    common = ["--caption-model", str(tiny_models["blip"]), "--cache-dir", str(tmp_path / "cache"),
+              "--data-dir", str(small_data_dir), "--mode", "fast", "--max-flavors", "8"]
+    assert main([str(tmp_path / "a.png"), "--target", "flux", "--caption-style", "short", *common]) == 0
+    out = capsys.readouterr().out
+    lines = dict(line.split(": ", 1) for line in out.splitlines()[1:])
+    assert set(lines) == {"positive", "negative", "clip_l", "t5", "note"}
+    assert lines["clip_l"] == lines["positive"] and lines["t5"] and lines["negative"] == ""
+    assert lines["note"] == NO_NEGATIVE_NOTE
+    jsonl = tmp_path / "out.jsonl"
+    assert main([str(tmp_path / "a.png"), "--target", "sd35", "--jsonl", str(jsonl), "--quiet", *common]) == 0
+    row = json.loads(jsonl.read_text())
+    assert set(row["prompts"]) == {"clip_l", "clip_g", "t5"} and row["prompts"]["clip_g"] == row["prompt"]
+    assert row["negative_prompt"]
+    cfg = _config(build_parser().parse_args(["x.png", "--target", "sdxl-tags", "--caption-style", "tags",
+                                             "--caption-prompt", "List the tags.", "--trust-remote-code"]))
+    assert (cfg.target, cfg.clip_model, cfg.caption_style, cfg.caption_prompt, cfg.trust_remote_code) == (
+        "sdxl-tags", CLIP_G, "tags", "List the tags.", True)
+    assert _config(build_parser().parse_args(["x.png"])).trust_remote_code is False
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["x.png", "--caption-style", "poem"])
