@@ -17,7 +17,7 @@ from .caption import FAMILIES, Captioner, load_captioner
 from .clip import ClipModel, load_clip
 from .errors import InterrogatorError, UnknownNameError
 from .host import HostAdapter, ModelHandle, OffloadPolicy, StandaloneHost, empty_device_cache, retry_smaller_on_oom
-from .images import ImageInput, describe, load_rgb
+from .images import ImageInput, describe, load_images
 from .labels import TABLE_NAMES, builtin_labels, read_blocklist, user_tables
 from .result import AnalyzeResult, InterrogationResult, RoundTripScore
 from .tables import LabelIndex
@@ -325,9 +325,7 @@ class Interrogator:
                     self.offload()
 
     def _prepare(self, images: Union[ImageInput, Sequence[ImageInput]]) -> List[Image.Image]:
-        if isinstance(images, (Image.Image, str, os.PathLike)):
-            images = [images]
-        return [load_rgb(im, i) for i, im in enumerate(images)]
+        return load_images(images)
 
     def _use(self, handle: ModelHandle) -> None:
         if self.config.offload is OffloadPolicy.LOW_VRAM:
