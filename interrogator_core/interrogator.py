@@ -138,6 +138,9 @@ class Interrogator:
         """
         if mode not in MODES:
             raise UnknownNameError("mode", mode, MODES)
+        if mode == "caption" and not self.config.caption_model:
+            raise InterrogatorError("mode 'caption' needs a caption model but caption_model is None; set one "
+                                    "(e.g. blip-large) or use another mode")
         if beam_width < 1:
             raise ValueError(f"beam_width must be at least 1, got {beam_width}")
         if min(min_flavors, max_flavors, negative_count) < 0:

@@ -148,13 +148,9 @@ def join_fitting(text: TextEncoder, head: str, parts: Sequence[str]) -> str:
 
 def classic_prompt(caption: str, medium: str, artist: str, trending: str, movement: str,
                    flavors: Sequence[str]) -> str:
-    """clip-interrogator's classic layout."""
-    flaves = SEPARATOR.join(flavors)
-    if not caption:
-        return f"{medium} {artist}, {trending}, {movement}, {flaves}"
-    if caption.startswith(medium):
-        return f"{caption} {artist}, {trending}, {movement}, {flaves}"
-    return f"{caption}, {medium} {artist}, {trending}, {movement}, {flaves}"
+    """clip-interrogator's classic layout; empty parts (a table emptied by the blocklist) are left out."""
+    head = [f"{caption} {artist}"] if caption and caption.startswith(medium) else [caption, f"{medium} {artist}"]
+    return SEPARATOR.join(p for p in (*(h.strip() for h in head), trending, movement, *flavors) if p)
 
 
 def argmax_label(pairs: Sequence[Tuple[str, float]]) -> str:
