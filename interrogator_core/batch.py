@@ -122,8 +122,7 @@ class BatchWriter:
             self.journal = self.out_file.with_name(self.out_file.name + ".journal")
         self._journaled: Set[str] = set()
         if resume and self.journal.is_file():
-            with RecordFile(self.journal) as repaired:  # drops a torn last line first
-                pass
+            RecordFile(self.journal).close()  # opening it drops a torn last line
             self._journaled = {l for l in self.journal.read_text(encoding="utf-8").splitlines() if l}
             log.info("resuming: %d images already done according to %s", len(self._journaled), self.journal)
         elif self.journal.exists():

@@ -36,6 +36,18 @@ def _fsync_path(path: PathLike) -> None:
         os.close(fd)
 
 
+def _mode_for(path: Path) -> int:
+    """Permission bits for a rewritten file: the existing file's, else what ``open()`` would give (0666 less
+    the umask)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextmanager
 def atomic_target(path: PathLike) -> Iterator[str]:
     """Yield a temp path beside ``path``; when the block succeeds its file is fsynced and renamed onto ``path``.
@@ -47,6 +59,7 @@ def atomic_target(path: PathLike) -> Iterator[str]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     os.close(fd)
     try:
+        os.chmod(tmp, _mode_for(path))  # mkstemp makes 0600; the result gets the file's or the usual mode
         yield tmp
         _fsync_path(tmp)
         os.replace(tmp, path)

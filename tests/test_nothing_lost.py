@@ -474,3 +474,16 @@ def test_cancel_during_label_encoding_stops_within_a_few_labels(tiny_models, tmp
     with pytest.raises(Interrupted):
         ci.load(caption=False)
     assert state["requested"] and state["after"] <= 8, state
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permission bits")
+def test_rewritten_files_keep_the_usual_permissions(tmp_path):
+    fileio.atomic_write(tmp_path / "new.txt", "x")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
+    old = tmp_path / "old.txt"
+    old.write_text("a")
+    old.chmod(0o640)
+    fileio.atomic_write(old, "b")
+    assert old.stat().st_mode & 0o777 == 0o640 and old.read_text() == "b"
