@@ -15,7 +15,7 @@ from PIL import Image
 
 from interrogator_core import ImageError, InterrogatorError, ModelNotFoundError, UnknownNameError
 from interrogator_core import fileio
-from interrogator_core.batch import BatchWriter, collect_images, run_batch
+from interrogator_core.batch import collect_images, run_batch
 from interrogator_core.cli import main
 from interrogator_core.images import load_images, open_image, to_rgb
 
