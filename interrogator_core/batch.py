@@ -14,15 +14,17 @@ so a folder can always be completed by running again.
 from __future__ import annotations
 
 import csv
+import errno
+import io
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
-from .errors import ImageError, InterrogatorError, Interrupted
+from .errors import ImageError, InterrogatorError, Interrupted, OutputWriteError
+from .fileio import RecordFile, atomic_write
 from .images import iter_image_files, open_image
 
 log = logging.getLogger(__name__)
@@ -38,25 +40,21 @@ JOURNAL_NAME = ".prompt_interrogator.journal"
 CSV_COLUMNS = ("file", "prompt", "negative_prompt", "caption", "mode", "similarity")
 
 
-def result_text(result) -> str:
-    """The text a sidecar gets: the prompt, or the negative prompt in negative mode."""
-    if getattr(result, "mode", "") == "negative":
-        return result.negative
-    return result.positive or result.caption
-
-
 def collect_images(paths: Iterable[PathLike], recursive: bool = True) -> List[Path]:
-    """Image files named or inside the folders (sorted; subfolders when ``recursive``); missing paths raise."""
+    """Image files named or inside the folders (sorted per folder; subfolders when ``recursive``), each file
+    once. Broken symlinks and symlink loops met in a folder are included, so the run reports them as failed
+    (see :func:`~interrogator_core.images.iter_image_files`); missing paths raise."""
     paths = [Path(p) for p in paths]
     for p in paths:
         if not p.exists():
             raise FileNotFoundError(f"{p} does not exist")
-    return [p for p in iter_image_files(paths, recursive) if p.is_file()]
+    return unique_paths(iter_image_files(paths, recursive))
 
 
 @dataclass
 class BatchSummary:
-    """What a batch run did. ``failed`` lists ``(file, reason)``; ``error`` is set when the run stopped on one."""
+    """What a batch run did. ``failed`` lists ``(file, reason)``; ``error`` is set when the run stopped on one;
+    ``renamed`` lists ``(file, sidecar name)`` of images whose sidecar was renamed (see :func:`assign_sidecars`)."""
 
     total: int = 0
     written: int = 0
@@ -65,6 +63,7 @@ class BatchSummary:
     interrupted: bool = False
     error: Optional[str] = None
     output: Optional[str] = None
+    renamed: List[Tuple[str, str]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -80,6 +79,8 @@ class BatchSummary:
         lines.extend(f"  {f}: {reason}" for f, reason in self.failed[:20])
         if len(self.failed) > 20:
             lines.append(f"  ... and {len(self.failed) - 20} more")
+        lines.extend(f"  {f}: shares its name with another image; prompt written to {side}"
+                     for f, side in self.renamed[:20])
         return "\n".join(lines)
 
 
@@ -94,6 +95,11 @@ class BatchWriter:
             ``append`` adds rows for every image).
         out_file: csv/jsonl path (default ``root/prompts.csv`` or ``root/prompts.jsonl``).
         resume: skip the images recorded in the journal of an unfinished earlier run.
+
+    Rows and journal lines are appended whole (see :class:`~interrogator_core.fileio.RecordFile`): a line cut
+    short by a crash or a full disk is removed before the next append, and a failed write raises
+    :class:`~interrogator_core.errors.OutputWriteError` naming the file. Sidecar names follow
+    :func:`assign_sidecars` (``a.png`` and ``a.jpg`` in one folder never share ``a.txt``).
     """
 
     def __init__(self, root: PathLike, output: str = "txt", existing: str = "skip",
@@ -111,41 +117,45 @@ class BatchWriter:
             self.journal = self.root / JOURNAL_NAME
         else:
             self.out_file = Path(out_file) if out_file else self.root / f"prompts.{output}"
+            if self.out_file.is_dir():
+                raise OutputWriteError(self.out_file, IsADirectoryError(errno.EISDIR, "Is a directory"))
             self.journal = self.out_file.with_name(self.out_file.name + ".journal")
         self._journaled: Set[str] = set()
         if resume and self.journal.is_file():
+            RecordFile(self.journal).close()  # opening it drops a torn last line
             self._journaled = {l for l in self.journal.read_text(encoding="utf-8").splitlines() if l}
             log.info("resuming: %d images already done according to %s", len(self._journaled), self.journal)
         elif self.journal.exists():
             self.journal.unlink()
         self._in_file: Set[str] = set()
-        self._fh = None
-        self._csv = None
-        self._journal_fh = None
+        self._sidecars: Dict[str, Path] = {}
+        #: ``(image key, sidecar name)`` of images whose sidecar was renamed to avoid a shared name
+        self.renamed: List[Tuple[str, str]] = []
+        self._out: Optional[RecordFile] = None
+        self._journal_file: Optional[RecordFile] = None
         self._open()
 
     # -- setup --------------------------------------------------------------------------------------------
     def _open(self) -> None:
         if self.out_file is None:
             return
-        self.out_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out_file.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputWriteError(self.out_file.parent, e) from e
         continuing = bool(self._journaled)
-        if self.out_file.is_file() and (self.existing != "overwrite" or continuing):
+        if self.out_file.is_file() and not (self.existing == "overwrite" and not continuing):
+            self._out = RecordFile(self.out_file)  # repairs a torn last row before anything is read
             self._in_file = self._read_keys(self.out_file)
-            mode = "a"
         else:
-            mode = "w"
-        new_file = mode == "w" or self.out_file.stat().st_size == 0
-        self._fh = open(self.out_file, mode, encoding="utf-8", newline="")
-        if self.output == "csv":
-            self._csv = csv.writer(self._fh)
-            if new_file:
-                self._csv.writerow(CSV_COLUMNS)
-                self._fh.flush()
+            atomic_write(self.out_file, b"")
+            self._out = RecordFile(self.out_file)
+        if self.output == "csv" and self._out.size == 0:
+            self._out.append(_csv_line(CSV_COLUMNS))
 
     def _read_keys(self, path: Path) -> Set[str]:
         keys: Set[str] = set()
-        with open(path, encoding="utf-8", newline="") as fh:
+        with open(path, encoding="utf-8", errors="replace", newline="") as fh:
             if self.output == "csv":
                 for row in csv.DictReader(fh):
                     if row.get("file"):
@@ -155,20 +165,23 @@ class BatchWriter:
                     try:
                         keys.add(json.loads(line)["file"])
                     except (ValueError, KeyError, TypeError):
-                        continue  # a line cut short by a crash
+                        continue  # not one of our rows
         return keys
 
     # -- queries ------------------------------------------------------------------------------------------
     def key(self, image: PathLike) -> str:
-        """The image's name in outputs and the journal: relative to ``root`` (posix), else absolute."""
-        p = Path(image)
+        """The image's name in outputs and the journal: relative to ``root`` (posix), else absolute.
+
+        The folder part is resolved (symlinks, ``..``), the file name is kept as given."""
+        p = Path(os.path.realpath(Path(image).parent)) / Path(image).name
         try:
-            return p.resolve().relative_to(self.root.resolve()).as_posix()
+            return p.relative_to(os.path.realpath(self.root)).as_posix()
         except ValueError:
-            return str(p.resolve())
+            return str(p)
 
     def sidecar(self, image: PathLike) -> Path:
-        return Path(image).with_suffix(".txt")
+        """The ``.txt`` an image's prompt goes to (see :func:`assign_sidecars`)."""
+        return self._sidecars.get(_real(image)) or Path(image).with_suffix(".txt")
 
     def is_done(self, image: PathLike) -> bool:
         """True when the image needs no work: in the journal, or skipped by the existing-output policy."""
@@ -182,26 +195,34 @@ class BatchWriter:
         return k in self._in_file
 
     def pending(self, images: Iterable[PathLike]) -> List[Path]:
-        return [Path(i) for i in images if not self.is_done(i)]
+        """The images (each once) that still need work. With sidecar output this also fixes every image's
+        sidecar name for the run, so call it with the whole run's images."""
+        images = unique_paths(images)
+        if self.out_file is None and not self._sidecars:
+            self._sidecars, renamed = assign_sidecars(images)
+            self.renamed = [(self.key(i), s.name) for i, s in renamed]
+            for image, side in renamed:
+                log.warning("%s shares its name with another image of the folder; its prompt goes to %s",
+                            image, side.name)
+        return [i for i in images if not self.is_done(i)]
 
     # -- writing ------------------------------------------------------------------------------------------
     def write(self, image: PathLike, result) -> None:
         """Write one image's result (an ``InterrogationResult``) and record it in the journal."""
         k = self.key(image)
-        text = result_text(result)
+        text = result.prompt
         if self.out_file is None:
             target = self.sidecar(image)
             if self.existing == "append" and target.is_file():
-                old = target.read_text(encoding="utf-8").strip()
+                old = target.read_text(encoding="utf-8", errors="replace").strip()
                 text = f"{old}, {text}" if old and text else (old or text)
-            _atomic_write(target, text + "\n")
+            atomic_write(target, text + "\n")
         elif self.output == "csv":
-            assert self._csv is not None and self._fh is not None
-            self._csv.writerow([k, result.positive, result.negative, result.caption, result.mode,
-                                "" if result.similarity is None else f"{result.similarity:.4f}"])
-            self._fh.flush()
+            assert self._out is not None
+            self._out.append(_csv_line([k, result.positive, result.negative, result.caption, result.mode,
+                                        "" if result.similarity is None else f"{result.similarity:.4f}"]))
         else:
-            assert self._fh is not None
+            assert self._out is not None
             row = {"file": k, "prompt": result.positive, "negative_prompt": result.negative,
                    "caption": result.caption, "mode": result.mode, "similarity": result.similarity,
                    "negative_similarity": result.negative_similarity}
@@ -211,25 +232,26 @@ class BatchWriter:
                 row.update(prompts=result.prompts)
             if getattr(result, "notes", None):
                 row.update(notes=result.notes)
-            self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            self._fh.flush()
+            self._out.append(json.dumps(row, ensure_ascii=False))
         self._in_file.add(k)
         self._record(k)
 
     def _record(self, key: str) -> None:
-        if self._journal_fh is None:
-            self.journal.parent.mkdir(parents=True, exist_ok=True)
-            self._journal_fh = open(self.journal, "a", encoding="utf-8")
-        self._journal_fh.write(key + "\n")
-        self._journal_fh.flush()
+        if self._journal_file is None:
+            try:
+                self.journal.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OutputWriteError(self.journal.parent, e) from e
+            self._journal_file = RecordFile(self.journal)
+        self._journal_file.append(_one_line(key))
         self._journaled.add(key)
 
     def close(self, complete: bool = False) -> None:
         """Close files; a ``complete`` run deletes its journal (an unfinished one keeps it for resume)."""
-        for fh in (self._fh, self._journal_fh):
-            if fh is not None:
-                fh.close()
-        self._fh = self._journal_fh = self._csv = None
+        for f in (self._out, self._journal_file):
+            if f is not None:
+                f.close()
+        self._out = self._journal_file = None
         if complete and self.journal.exists():
             self.journal.unlink()
 
@@ -240,16 +262,60 @@ class BatchWriter:
         self.close(complete=False)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def _one_line(text: str) -> str:
+    """Line breaks inside a field become spaces: one output row is always one line."""
+    return text.replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
+
+
+def _csv_line(fields: Sequence[object]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerow([_one_line(str(f)) for f in fields])
+    return buf.getvalue()
+
+
+def _real(path: PathLike) -> str:
+    """A file's identity: its resolved, case-normalized path (symlinks and ``..`` followed)."""
+    return os.path.normcase(os.path.realpath(path))
+
+
+def unique_paths(paths: Iterable[PathLike]) -> List[Path]:
+    """``paths`` in order, each file once: two spellings of one file (``./a.png`` and ``a.png``, a symlink and
+    its target, a folder's file also named on its own) count as one, the first spelling kept."""
+    seen: Set[str] = set()
+    out: List[Path] = []
+    for p in paths:
+        real = _real(p)
+        if real not in seen:
+            seen.add(real)
+            out.append(Path(p))
+    return out
+
+
+def assign_sidecars(images: Sequence[PathLike]) -> Tuple[Dict[str, Path], List[Tuple[Path, Path]]]:
+    """Each image's ``.txt`` sidecar, and the images whose sidecar had to be renamed.
+
+    The rule (lossless, deterministic for a given set of images): images are taken in sorted path order; each
+    gets ``<name without extension>.txt`` unless an earlier image already has that file, then
+    ``<full name>.txt`` (``a.png`` → ``a.png.txt``), then ``<full name>.2.txt``, ``.3.txt``, ... So of
+    ``a.jpg`` and ``a.png``, ``a.jpg`` writes ``a.txt`` and ``a.png`` writes ``a.png.txt``.
+    Returns ``({image key (resolved path): sidecar}, [(image, renamed sidecar)])``.
+    """
+    taken: Set[str] = set()
+    sidecars: Dict[str, Path] = {}
+    renamed: List[Tuple[Path, Path]] = []
+    for image in sorted((Path(i) for i in images), key=lambda p: (str(p.parent), p.name)):
+        default = image.with_suffix(".txt")
+        options = [default, image.with_name(image.name + ".txt")]
+        options += [image.with_name(f"{image.name}.{n}.txt") for n in range(2, 1000)]
+        for side in options:
+            real = _real(side)
+            if real not in taken:
+                taken.add(real)
+                break
+        sidecars[_real(image)] = side
+        if side != default:
+            renamed.append((image, side))
+    return sidecars, renamed
 
 
 def run_batch(interrogator, images: Sequence[PathLike], writer: Optional[BatchWriter], *, mode: str = "best",
@@ -258,14 +324,17 @@ def run_batch(interrogator, images: Sequence[PathLike], writer: Optional[BatchWr
               on_result: Optional[Callable[[Path, object], None]] = None) -> BatchSummary:
     """Interrogate ``images`` in chunks, writing each result as soon as its chunk is done.
 
-    Unreadable images are listed in the summary and the run goes on; ``Interrupted`` or another engine error
-    stops it (``summary.interrupted`` / ``summary.error``) with everything done so far written and journaled.
+    Each file is done once however often it is named (see :func:`unique_paths`). Unreadable images are listed
+    in the summary and the run goes on; ``Interrupted``, a failed write or another engine error stops it
+    (``summary.interrupted`` / ``summary.error``) with everything done so far written and journaled.
     The writer is closed, and its journal deleted when the run completed. Without a writer nothing is
     written or skipped; ``on_result(path, result)`` sees every result either way.
     """
+    images = unique_paths(images)
     summary = BatchSummary(total=len(images), output=str(writer.out_file or writer.root) if writer else None)
-    todo = writer.pending(images) if writer else [Path(i) for i in images]
+    todo = writer.pending(images) if writer else images
     summary.skipped = len(images) - len(todo)
+    summary.renamed = list(writer.renamed) if writer else []
     done = 0
     try:
         for start in range(0, len(todo), max(1, chunk_size)):

@@ -1,21 +1,29 @@
-"""Label-embedding cache, file-compatible with clip-interrogator 0.6.0 (DESIGN.md, cache contract).
+"""Label-embedding cache, file-compatible with clip-interrogator 0.6.0.
 
 File ``{clip name with '/' and '@' replaced by '_'}_{table}.safetensors`` holds ``embeds`` (float16 [N, D],
 L2-normalized) and ``hash`` (int8, ASCII codes of the sha256 hex digest of ``",".join(labels)``).
 Writes are atomic (temp file + rename). A file that is unreadable or does not match is recomputed with a
 warning, never a crash; an unwritable cache folder keeps embeddings in memory and warns once.
+
+The clip name of a registry model (``ARCH/TAG``) is used as is, so clip-interrogator's caches load. A local
+model's name carries a fingerprint of its weights (:func:`weights_fingerprint`), so two different models in
+folders of the same name never share a cache.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
-import tempfile
+import struct
+import zipfile
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from .fileio import atomic_target
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +35,81 @@ def sanitize_model_name(clip_name: str) -> str:
 
 def cache_file_name(clip_name: str, table: str) -> str:
     return f"{sanitize_model_name(clip_name)}_{table}.safetensors"
+
+
+#: bytes read from each end of every tensor (safetensors) or of the file (other formats)
+_SAMPLE = 4096
+_FILE_SAMPLE = 8 << 20
+_fingerprints: Dict[Tuple[str, int, int], str] = {}
+
+
+def weights_fingerprint(path: Union[str, "os.PathLike[str]"]) -> str:
+    """A short hex id of a weights file's content, fast on multi-GB files (read: a few MB at most).
+
+    * safetensors: sha256 of the header (names, dtypes, shapes) and, per tensor, its first and last 4 KiB;
+    * PyTorch zip checkpoints (``.bin``/``.pt``): sha256 of every entry's name, size and CRC-32 (the zip's
+      own checksum of the whole entry);
+    * anything else: sha256 of the size and the first and last 8 MiB.
+
+    Two checkpoints differ in their fingerprint unless every tensor starts and ends with the same bytes (a
+    fine-tune changes all values of each tensor it touches). Remembered per path, size and mtime.
+    """
+    p = Path(path)
+    st = p.stat()
+    memo = (os.path.realpath(p), st.st_size, st.st_mtime_ns)
+    if memo not in _fingerprints:
+        h = hashlib.sha256(str(st.st_size).encode())
+        with open(p, "rb") as f:
+            if not _hash_safetensors(f, st.st_size, h) and not _hash_zip(f, h):
+                f.seek(0)
+                h.update(f.read(_FILE_SAMPLE))
+                f.seek(max(0, st.st_size - _FILE_SAMPLE))
+                h.update(f.read(_FILE_SAMPLE))
+        _fingerprints[memo] = h.hexdigest()[:16]
+    return _fingerprints[memo]
+
+
+def _hash_safetensors(f, size: int, h) -> bool:
+    f.seek(0)
+    head = f.read(8)
+    if len(head) < 8:
+        return False
+    n = struct.unpack("<Q", head)[0]
+    if not 2 <= n <= min(size - 8, 100 << 20):
+        return False
+    raw = f.read(n)
+    try:
+        header = json.loads(raw)
+    except ValueError:
+        return False
+    if not isinstance(header, dict):
+        return False
+    h.update(raw)
+    base = 8 + n
+    try:
+        spans = [tuple(map(int, header[k]["data_offsets"])) for k in sorted(header) if k != "__metadata__"]
+    except (KeyError, TypeError, ValueError):
+        return False
+    for start, end in spans:
+        f.seek(base + start)
+        if end - start <= 2 * _SAMPLE:
+            h.update(f.read(end - start))
+        else:
+            h.update(f.read(_SAMPLE))
+            f.seek(base + end - _SAMPLE)
+            h.update(f.read(_SAMPLE))
+    return True
+
+
+def _hash_zip(f, h) -> bool:
+    f.seek(0)
+    try:
+        with zipfile.ZipFile(f) as z:
+            for info in sorted(z.infolist(), key=lambda i: i.filename):
+                h.update(f"{info.filename}\0{info.file_size}\0{info.CRC}\n".encode())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+    return True
 
 
 def label_hash(labels: Sequence[str]) -> str:
@@ -92,30 +175,17 @@ class LabelCache:
         path = self.path_for(clip_name, table)
         if path is None:
             return False
-        tmp = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=str(path.parent))
-            os.close(fd)
-            save_file(
-                {"embeds": embeds.detach().to("cpu", torch.float16).contiguous(),
-                 "hash": hash_tensor(label_hash(labels))},
-                tmp,
-            )
-            os.replace(tmp, path)
-            tmp = None
+            with atomic_target(path) as tmp:
+                save_file({"embeds": embeds.detach().to("cpu", torch.float16).contiguous(),
+                           "hash": hash_tensor(label_hash(labels))}, tmp)
             return True
         except OSError as e:
             if not self._warned_unwritable:
                 log.warning("cannot write label cache in %s (%s); embeddings are kept in memory only", path.parent, e)
                 self._warned_unwritable = True
             return False
-        finally:
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
 
     def get_or_compute(
         self,

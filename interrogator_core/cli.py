@@ -12,8 +12,9 @@ from .batch import EXISTING_POLICIES, BatchWriter, collect_images, run_batch
 from .cache import default_cache_dir
 from .caption import list_caption_styles
 from .errors import InterrogatorError
+from .fileio import RecordFile, writable_dir_problem
 from .host import OffloadPolicy, StandaloneHost
-from .images import iter_image_files, open_image
+from .images import open_image
 from .interrogator import MODES, Interrogator, InterrogatorConfig
 from .targets import list_targets
 
@@ -131,6 +132,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if missing:
         print(f"error: not found: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
+    problems = usage_problems(a)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         ci = Interrogator(_config(a), StandaloneHost(device=a.device, dtype=a.precision, progress=_PhaseBars(a.quiet)))
         if a.mode == "analyze":
@@ -162,6 +168,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_FAILED
     for path, reason in summary.failed:
         print(f"failed: {path}: {reason}", file=sys.stderr)
+    for path, sidecar in summary.renamed:
+        print(f"note: {path} shares its name with another image; its prompt is in {sidecar}", file=sys.stderr)
     print(f"{summary.written} done, {summary.skipped} skipped, {len(summary.failed)} failed", file=sys.stderr)
     if summary.error:
         print(f"error: {summary.error}", file=sys.stderr)
@@ -172,6 +180,73 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("error: no image could be processed", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def device_problem(value: str) -> Optional[str]:
+    """Why ``--device value`` cannot work on this machine, or None."""
+    import torch
+
+    if value == "auto":
+        return None
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError):
+        return f"unknown --device {value!r}; use auto, cpu, cuda, cuda:N (N = GPU index) or mps"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is a CPU-only build" if torch.version.cuda is None else "no CUDA GPU or driver is found"
+            return f"--device {value}: {why} (torch {torch.__version__}); use --device cpu (or auto)"
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            return f"--device {value}: there are only {count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})"
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            return f"--device {value}: Apple MPS is not available on this machine; use --device cpu (or auto)"
+    elif dev.type != "cpu":
+        return f"unsupported --device {value!r}; use auto, cpu, cuda, cuda:N or mps"
+    return None
+
+
+def usage_problems(a: argparse.Namespace) -> List[str]:
+    """What is wrong with the arguments, found before any model loads (each names the fix); [] when fine."""
+    problems = []
+    bad_device = device_problem(a.device)
+    if bad_device:
+        problems.append(bad_device)
+    for flag, value in (("--batch-size", a.batch_size), ("--beam-width", a.beam_width)):
+        if value < 1:
+            problems.append(f"{flag} must be at least 1, got {value}")
+    for flag, value in (("--min-flavors", a.min_flavors), ("--max-flavors", a.max_flavors),
+                        ("--negative-count", a.negative_count), ("--top", a.top)):
+        if value < 0:
+            problems.append(f"{flag} must be 0 or more, got {value}")
+    if a.blocklist and not Path(a.blocklist).is_file():
+        what = "is a folder" if Path(a.blocklist).is_dir() else "does not exist"
+        problems.append(f"--blocklist {a.blocklist} {what}; give a text file with one label per line")
+    if a.user_tables and not Path(a.user_tables).is_dir():
+        problems.append(f"--user-tables {a.user_tables} is not a folder; give a folder of NAME.txt label lists")
+    for flag in ("jsonl", "csv"):
+        target = getattr(a, flag)
+        if not target:
+            continue
+        path = Path(target)
+        if path.is_dir():
+            problems.append(f"--{flag} {target} is a folder; give a file name (e.g. {path / ('prompts.' + flag)})")
+            continue
+        folder = next((d for d in [path.parent, *path.parent.parents] if d.exists()), Path("."))
+        problem = writable_dir_problem(folder)
+        if problem:
+            problems.append(f"--{flag} {target}: cannot create files in {folder} ({problem}); choose a writable "
+                            "location")
+    if a.txt:
+        folders = sorted({Path(i) if Path(i).is_dir() else Path(i).parent for i in a.inputs})
+        for folder in folders:
+            problem = writable_dir_problem(folder)
+            if problem:
+                problems.append(f"--txt: cannot write sidecars in {folder} ({problem}); make it writable or use "
+                                "--jsonl/--csv with a file elsewhere")
+    return problems
 
 
 def _writer(a: argparse.Namespace) -> Optional[BatchWriter]:
@@ -190,7 +265,7 @@ def _writer(a: argparse.Namespace) -> Optional[BatchWriter]:
 
 def _analyze(ci: Interrogator, a: argparse.Namespace) -> int:
     failed = 0
-    for f in iter_image_files(a.inputs, not a.no_recursive):
+    for f in collect_images(a.inputs, not a.no_recursive):
         try:
             r = ci.analyze([open_image(f)], top_n=a.top, with_caption=bool(ci.config.caption_model))[0]
         except InterrogatorError as e:
@@ -199,7 +274,7 @@ def _analyze(ci: Interrogator, a: argparse.Namespace) -> int:
             continue
         r.source = str(f)
         if a.jsonl:
-            with open(a.jsonl, "a", encoding="utf-8") as out:
-                out.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+            with RecordFile(a.jsonl) as out:
+                out.append(json.dumps(r.to_dict(), ensure_ascii=False))
         print(f"== {f}\n{r.to_text()}")
     return EXIT_FAILED if failed else EXIT_OK

@@ -14,6 +14,7 @@ Weights load only from safetensors or with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from typing import Callable, List, Optional, Sequence
 import torch
 from torch import nn
 
+from .cache import weights_fingerprint
 from .errors import ModelLoadError, ModelNotFoundError, UnknownNameError
 from .host import ModelHandle
 from .textenc import TextEncoder
@@ -62,9 +64,19 @@ class ClipSource:
 
     @property
     def cache_name(self) -> str:
+        """Registry and hub names as given (clip-interrogator's cache files match); a local folder or weights
+        file: its name plus a fingerprint of its weights (and config), so different weights never share a
+        cache."""
         if self.path is None:
             return self.name
-        return self.path.name if self.path.is_dir() else f"{self.arch}/{self.path.stem}"
+        if self.path.is_dir():
+            weights = next((self.path / f for f in DIR_WEIGHT_FILES if (self.path / f).is_file()), None)
+            config = self.path / "open_clip_config.json"
+            fp = weights_fingerprint(weights) if weights is not None else "noweights"
+            if config.is_file():
+                fp = hashlib.sha256((fp + config.read_text(encoding="utf-8", errors="replace")).encode()).hexdigest()[:16]
+            return f"{self.path.name}-{fp}"
+        return f"{self.arch}/{self.path.stem}-{weights_fingerprint(self.path)}"
 
 
 def _local_candidates(base: str, search_dirs: Sequence[Path]) -> List[Path]:
@@ -88,12 +100,18 @@ def resolve_clip(name: str, search_dirs: Sequence[os.PathLike] = ()) -> ClipSour
         if not (folder / "open_clip_config.json").is_file():
             raise ModelNotFoundError(f"CLIP folder {folder} has no open_clip_config.json; give ARCH/path/to/weights instead")
         return ClipSource(name=name, arch=folder.name, path=folder)
-    if "/" not in name:
+    if "/" not in name and os.sep not in name:
         raise UnknownNameError("clip model", name, list_clip_models(),
                                hint="Use ARCH/TAG (e.g. ViT-L-14/openai), hf-hub:ORG/REPO, or ARCH/path/to/weights.")
-    arch, rest = name.split("/", 1)
+    arch, rest = name.replace(os.sep, "/").split("/", 1)
     if arch not in open_clip.list_models():
-        raise UnknownNameError("clip architecture", arch, open_clip.list_models())
+        if not arch or arch in (".", "..", "~") or as_path.parent.is_dir():
+            raise ModelNotFoundError(
+                f"CLIP folder {as_path.resolve()} does not exist. Give an existing folder holding "
+                "open_clip_config.json and open_clip_model.safetensors, ARCH/path/to/weights.safetensors, or an "
+                "open_clip name such as ViT-L-14/openai.")
+        raise UnknownNameError("clip architecture", arch, open_clip.list_models(),
+                               hint=f"(If you meant a folder: {as_path.resolve()} does not exist.)")
     rest_path = Path(rest).expanduser()
     if rest.endswith(WEIGHT_SUFFIXES) or rest_path.is_absolute() or os.sep in rest or "/" in rest:
         for cand in [rest_path] + [d / rest for d in dirs]:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+import errno
+import os
+from typing import Iterable, Union
 
 
 class InterrogatorError(Exception):
@@ -14,7 +16,7 @@ class UnknownNameError(InterrogatorError, ValueError):
 
     def __init__(self, kind: str, name: str, valid: Iterable[str], hint: str = "") -> None:
         valid = sorted(set(valid))
-        close = difflib.get_close_matches(name, valid, n=5, cutoff=0.5)
+        close = difflib.get_close_matches(name, valid, n=5, cutoff=0.5) if isinstance(name, str) else []
         msg = f"unknown {kind} {name!r}"
         if close:
             msg += f"; did you mean: {', '.join(close)}?"
@@ -52,3 +54,34 @@ class Interrupted(InterrogatorError):
 
 class DeviceOutOfMemoryError(InterrogatorError, MemoryError):
     """The device ran out of memory even at the smallest batch size."""
+
+
+#: what to do about a failed write, by errno
+_WRITE_FIXES = {
+    errno.ENOSPC: "the disk is full: free some space or write to another disk",
+    errno.EDQUOT: "the disk quota is used up: free some space or write to another disk",
+    errno.EROFS: "the file system is read-only: choose an output on a writable disk",
+    errno.EACCES: "permission denied: choose a folder you can write to, or fix its permissions",
+    errno.EPERM: "permission denied: choose a folder you can write to, or fix its permissions",
+    errno.EISDIR: "it is a folder: give a file name",
+    errno.ENOENT: "its folder does not exist: create it or choose another path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+}
+
+
+class OutputWriteError(InterrogatorError, OSError):
+    """An output file (sidecar, jsonl/csv, journal) cannot be written. Names the file, the cause and the fix.
+
+    Nothing half-written stays behind: rewritten files are replaced atomically and an appended row that failed
+    is removed again, so running again (with resume) continues where it stopped.
+    """
+
+    def __init__(self, path: Union[str, "os.PathLike[str]"], cause: OSError) -> None:
+        reason = cause.strerror or str(cause)
+        fix = _WRITE_FIXES.get(cause.errno or 0, "check the path and the disk")
+        InterrogatorError.__init__(
+            self, f"cannot write {os.fspath(path)}: {reason} ({fix}). Everything written before is intact; "
+                  "run again with resume to continue where it stopped.")
+        self.path = os.fspath(path)
+        self.cause = cause
+        self.errno = cause.errno

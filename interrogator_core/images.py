@@ -1,10 +1,25 @@
-"""Input images: open files safely and bring any PIL image to plain 8-bit RGB."""
+"""Input images: open files safely, accept in-memory images of the usual kinds, and bring each to 8-bit RGB.
+
+Accepted inputs (:data:`ACCEPTED`): PIL images of any mode, file paths, encoded image bytes, numpy arrays and
+torch tensors. Pixel values are scaled by their type's range, never by the image's own minimum/maximum (a
+dark image stays dark):
+
+* 8-bit modes as they are; 16-bit modes (``I;16``, ``I;16B``, ``I;16L``, ``I;16N``) and ``I`` (what Pillow
+  uses for 16-bit PNG/PGM) as 0–65535; ``F`` (32-bit float) as 0–1, values outside clipped;
+* arrays/tensors: ``uint8`` 0–255, ``uint16`` 0–65535, ``bool``, floats 0–1 (clipped). Shapes H×W, H×W×C,
+  C×H×W (C = 1, 2, 3 or 4; an ambiguous shape is H×W×C for numpy, C×H×W for torch), and a 4-D batch;
+* NaN or infinite values are refused with an :class:`ImageError` (replace them, e.g. ``numpy.nan_to_num``).
+"""
 from __future__ import annotations
 
+import errno
+import io
 import os
+import sys
 from pathlib import Path
-from typing import Iterable, Iterator, Union
+from typing import Any, Iterable, Iterator, List, Set, Tuple, Union
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
@@ -12,19 +27,46 @@ from .errors import ImageError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 #: Refuse decompression bombs beyond this many pixels (PIL's own limit is a warning only below 2x).
 MAX_PIXELS = 16384 * 16384
+#: What the Python API accepts as an image (used in error messages).
+ACCEPTED = ("a PIL image, a file path, encoded image bytes, a numpy array (HxW, HxWxC or CxHxW; uint8 0-255, "
+            "uint16, bool or float 0-1) or a torch tensor of those shapes, or a list of these")
 
-ImageInput = Union[Image.Image, str, "os.PathLike[str]"]
+ImageInput = Union[Image.Image, str, "os.PathLike[str]", bytes, Any]
+
+_HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
 def describe(image: ImageInput, index: int) -> str:
     if isinstance(image, Image.Image):
         name = getattr(image, "filename", "") or ""
         return name or f"#{index}"
-    return str(image)
+    if isinstance(image, (str, os.PathLike)):
+        return str(image)
+    return f"#{index}"
+
+
+def _to_8bit(values: np.ndarray, source: str) -> np.ndarray:
+    """uint8 pixels from an array of any supported dtype, scaled by the dtype's range."""
+    if values.dtype == np.uint8:
+        return values
+    if values.dtype == np.bool_:
+        return values.astype(np.uint8) * 255
+    if np.issubdtype(values.dtype, np.floating):
+        values = values.astype(np.float32)
+        if not np.isfinite(values).all():
+            raise ImageError(source, "has NaN or infinite pixel values; replace them (e.g. numpy.nan_to_num) "
+                                     "or fix what produced the image")
+        return np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if values.dtype == np.uint16:
+        return np.round(values.astype(np.float32) / 257.0).astype(np.uint8)
+    raise ImageError(source, f"has pixel type {values.dtype}, which is not supported; use uint8 (0-255), uint16 "
+                             "or float (0-1)")
 
 
 def to_rgb(image: Image.Image, source: str = "image") -> Image.Image:
-    """First frame, EXIF orientation applied, transparency flattened on white, 16-bit/float scaled to 8-bit."""
+    """First frame, EXIF orientation applied, transparency flattened on white, high bit depths scaled to 8 bits
+    by their range (see the module notes); any PIL mode."""
     try:
         if getattr(image, "is_animated", False):
             image.seek(0)
@@ -34,55 +76,197 @@ def to_rgb(image: Image.Image, source: str = "image") -> Image.Image:
             raise ImageError(source, f"is too large ({image.width}x{image.height} pixels)")
         image = ImageOps.exif_transpose(image)
         mode = image.mode
-        if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-            lo, hi = image.getextrema()
-            scale = 255.0 / (hi - lo) if hi > lo else 0.0
-            image = image.point(lambda v: (v - lo) * scale).convert("L")
+        if mode in _HIGH_BIT_MODES or mode == "F":
+            if mode == "F":
+                values = np.asarray(image, dtype=np.float32)
+            else:  # any byte order → native uint16; Pillow's 32-bit "I" holds 16-bit files, beyond is clipped
+                values = np.clip(np.asarray(image).astype(np.int64), 0, 65535).astype(np.uint16)
+            image = Image.fromarray(_to_8bit(values, source))
             mode = "L"
+        elif mode == "La":  # premultiplied: Pillow converts it to nothing else
+            la = np.asarray(image).astype(np.float32)
+            alpha = la[..., 1:2]
+            gray = np.where(alpha > 0, la[..., :1] * 255.0 / np.maximum(alpha, 1.0), 0.0)
+            image = Image.fromarray(np.concatenate([np.clip(np.round(gray), 0, 255), alpha], -1).astype(np.uint8))
+            mode = "LA"
         if mode == "P" and "transparency" in image.info:
             image = image.convert("RGBA")
             mode = "RGBA"
-        if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        if mode in _ALPHA_MODES:
             rgba = image.convert("RGBA")
             base = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             return Image.alpha_composite(base, rgba).convert("RGB")
         return image.convert("RGB") if mode != "RGB" else image.copy()
     except ImageError:
         raise
-    except (OSError, ValueError, SyntaxError) as e:
+    except (OSError, ValueError, SyntaxError, TypeError) as e:
         raise ImageError(source, f"cannot be decoded ({e})") from e
+
+
+def _decode(fp, source: str) -> Image.Image:
+    try:
+        with Image.open(fp) as im:
+            im.load()
+            return to_rgb(im, source)
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise ImageError(source, f"is not a readable image ({e})") from e
+
+
+def _not_a_file(p: Path) -> str:
+    """Why ``p`` cannot be opened as an image file: missing, a broken symlink, a symlink loop, a folder."""
+    if p.is_symlink():
+        try:
+            os.stat(p)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return "is a symbolic link loop (it points back to itself)"
+            return f"is a broken symbolic link (its target {os.readlink(p)} does not exist)"
+        if p.is_dir():
+            target = Path(os.path.realpath(p))
+            parent = Path(os.path.realpath(p.parent))
+            if target == parent or target in parent.parents:
+                return f"is a symbolic link loop (it points to {target}, a folder that contains it)"
+    if p.is_dir():
+        try:
+            os.scandir(p).close()
+        except OSError as e:
+            return f"is a folder that cannot be read ({e.strerror})"
+        return "is a folder, not an image file"
+    return "does not exist or is not a file"
 
 
 def open_image(path: Union[str, "os.PathLike[str]"]) -> Image.Image:
     """Open and fully decode an image file into RGB, or raise :class:`ImageError` naming the file."""
     p = Path(path)
     if not p.is_file():
-        raise ImageError(str(p), "does not exist or is not a file")
+        raise ImageError(str(p), _not_a_file(p))
     if p.stat().st_size == 0:
         raise ImageError(str(p), "is empty (0 bytes)")
-    try:
-        with Image.open(p) as im:
-            im.load()
-            return to_rgb(im, str(p))
-    except ImageError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ImageError(str(p), f"is not a readable image ({e})") from e
+    return _decode(p, str(p))
+
+
+def _array_layout(values: np.ndarray, channels_first: bool, source: str) -> np.ndarray:
+    """An H×W or H×W×C array from H×W, H×W×C or C×H×W."""
+    if values.ndim == 2:
+        return values
+    if values.ndim != 3:
+        raise ImageError(source, f"has shape {tuple(values.shape)}; expected HxW, HxWxC or CxHxW (C = 1-4)")
+    last, first = values.shape[-1] in (1, 2, 3, 4), values.shape[0] in (1, 2, 3, 4)
+    if first and (channels_first or not last):
+        values = np.moveaxis(values, 0, -1)
+    elif not last:
+        raise ImageError(source, f"has shape {tuple(values.shape)}; expected HxW, HxWxC or CxHxW (C = 1-4)")
+    return values[..., 0] if values.shape[-1] == 1 else values
+
+
+def from_array(values: Any, source: str = "array") -> Image.Image:
+    """A numpy array or torch tensor (one image: H×W, H×W×C or C×H×W) as an RGB image."""
+    torch = sys.modules.get("torch")
+    channels_first = False
+    if torch is not None and isinstance(values, torch.Tensor):
+        channels_first = True
+        t = values.detach().cpu()
+        values = (t.float() if t.dtype in (torch.bfloat16, torch.float16) else t).numpy()
+    values = np.asarray(values)
+    if values.size == 0:
+        raise ImageError(source, f"has no pixels (shape {tuple(values.shape)})")
+    values = _array_layout(values, channels_first, source)
+    # uint8 H×W / H×W×2 / H×W×3 / H×W×4 → Pillow's L / LA / RGB / RGBA
+    return to_rgb(Image.fromarray(np.ascontiguousarray(_to_8bit(values, source))), source)
+
+
+def _is_array(image: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return isinstance(image, np.ndarray) or (torch is not None and isinstance(image, torch.Tensor))
 
 
 def load_rgb(image: ImageInput, index: int = 0) -> Image.Image:
-    """A PIL image or a path, as RGB."""
+    """One image of any accepted kind (see :data:`ACCEPTED`) as RGB, or :class:`ImageError` saying why not."""
     if isinstance(image, Image.Image):
         return to_rgb(image, describe(image, index))
-    return open_image(image)
+    if isinstance(image, (str, os.PathLike)):
+        return open_image(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+        if not data:
+            raise ImageError(f"#{index}", "is empty (0 bytes)")
+        return _decode(io.BytesIO(data), f"#{index} (bytes)")
+    if _is_array(image):
+        return from_array(image, f"#{index}")
+    raise ImageError(f"#{index}", f"is {'None' if image is None else type(image).__name__}; accepted: {ACCEPTED}")
+
+
+def load_images(images: Any) -> List[Image.Image]:
+    """One image or a list of them (a 4-D array/tensor is a batch) as RGB images; ``[]`` stays ``[]``."""
+    if images is None:
+        raise ImageError("images", f"is None; accepted: {ACCEPTED}")
+    if isinstance(images, (Image.Image, str, os.PathLike, bytes, bytearray, memoryview)):
+        items: List[Any] = [images]
+    elif _is_array(images):
+        items = list(images) if images.ndim == 4 else [images]
+    elif isinstance(images, (list, tuple)) or (hasattr(images, "__iter__") and not isinstance(images, dict)):
+        items = list(images)
+    else:
+        raise ImageError("images", f"is {type(images).__name__}; accepted: {ACCEPTED}")
+    return [load_rgb(im, i) for i, im in enumerate(items)]
+
+
+def _walk(folder: Path, recursive: bool) -> List[Path]:
+    """Image files under ``folder``; broken symlinks with an image extension, symlink loops and unreadable
+    folders are returned too, so that opening them reports them as failed."""
+    found: List[Path] = []
+    visited: Set[Tuple[int, int]] = set()
+
+    def visit(d: Path, ancestors: Tuple[Tuple[int, int], ...]) -> None:
+        try:
+            st = os.stat(d)
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            found.append(d)  # unreadable folder: reported when opened
+            return
+        ident = (st.st_dev, st.st_ino)
+        if ident in visited:
+            return
+        visited.add(ident)
+        for e in entries:
+            path = Path(e.path)
+            try:
+                is_dir = e.is_dir()  # follows symlinks; False for broken links and loops
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if not recursive:
+                    continue
+                try:
+                    sub = os.stat(path)
+                except OSError:
+                    found.append(path)
+                    continue
+                if (sub.st_dev, sub.st_ino) in ancestors + (ident,):
+                    found.append(path)  # a link to a folder that contains it: a loop
+                else:
+                    visit(path, ancestors + (ident,))
+            elif path.suffix.lower() in IMAGE_EXTENSIONS:
+                try:
+                    is_file = e.is_file()
+                except OSError:
+                    is_file = False
+                if is_file or e.is_symlink():  # a broken link or link loop is reported, a sub-folder skipped
+                    found.append(path)
+
+    visit(folder, ())
+    return sorted(found)
 
 
 def iter_image_files(paths: Iterable[Union[str, "os.PathLike[str]"]], recursive: bool = True) -> Iterator[Path]:
-    """Image files named directly, and those inside folders (subfolders too when ``recursive``), sorted."""
+    """Image files named directly, and those inside folders (subfolders too when ``recursive``), sorted per
+    folder. Symlinks are followed; a broken symlink or a symlink loop inside a folder is yielded too (opening
+    it raises an :class:`ImageError` that says which), so a batch reports it instead of skipping it silently."""
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            pattern = "**/*" if recursive else "*"
-            yield from sorted(f for f in p.glob(pattern) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            yield from _walk(p, recursive)
         else:
             yield p

@@ -14,11 +14,11 @@ from PIL import Image
 
 from . import prompts
 from .cache import LabelCache, default_cache_dir
-from .caption import FAMILIES, Captioner, list_caption_styles, load_captioner
+from .caption import Captioner, caption_dtype, list_caption_styles, load_captioner
 from .clip import ClipModel, load_clip
 from .errors import InterrogatorError, UnknownNameError
 from .host import HostAdapter, ModelHandle, OffloadPolicy, StandaloneHost, empty_device_cache, retry_smaller_on_oom
-from .images import ImageInput, describe, load_rgb
+from .images import ImageInput, describe, load_images
 from .labels import TABLE_NAMES, builtin_labels, read_blocklist, user_tables
 from .result import AnalyzeResult, InterrogationResult, RoundTripScore
 from .tables import LabelIndex
@@ -246,6 +246,9 @@ class Interrogator:
         """
         mode, min_flavors, max_flavors, negative_count, beam_width = check_request(
             mode, min_flavors, max_flavors, negative_count, beam_width)
+        if mode == "caption" and not self.config.caption_model:
+            raise InterrogatorError("mode 'caption' needs a caption model but caption_model is None; set one "
+                                    "(e.g. blip-large) or use another mode")
         batch = self._prepare(images)
         if not batch:
             return []
@@ -392,7 +395,7 @@ class Interrogator:
             cap = other._captioner
             if cap is not None and mine.caption_model == theirs.caption_model \
                     and mine.trust_remote_code == theirs.trust_remote_code \
-                    and cap.handle.dtype == (dtype if FAMILIES[cap.family].half_ok else torch.float32):
+                    and cap.handle.dtype == caption_dtype(cap.family, dtype):
                 self._captioner, other._captioner = cap, None
                 taken.append("caption model")
             donors = [other, *other._encoders.values()]
@@ -505,9 +508,7 @@ class Interrogator:
                     self.offload()
 
     def _prepare(self, images: Union[ImageInput, Sequence[ImageInput]]) -> List[Image.Image]:
-        if isinstance(images, (Image.Image, str, os.PathLike)):
-            images = [images]
-        return [load_rgb(im, i) for i, im in enumerate(images)]
+        return load_images(images)
 
     def _use(self, handle: ModelHandle) -> None:
         """Put ``handle`` on the device; under LOW_VRAM first move every other model of the tree off it."""

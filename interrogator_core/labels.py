@@ -47,9 +47,20 @@ def load_list(path: PathLike) -> List[str]:
 def read_user_list(path: PathLike) -> List[str]:
     """Read a user-supplied list forgivingly: any newline style, BOM, non-UTF-8 bytes, blanks, duplicates.
 
-    Lines longer than 300 characters cannot fit a 77-token prompt and are dropped with a warning.
+    Lines longer than 300 characters cannot fit a 77-token prompt and are dropped with a warning. A missing
+    file, a folder or a binary file (NUL bytes, or mostly undecodable) raises :class:`InterrogatorError`.
     """
-    raw = Path(path).read_bytes()
+    p = Path(path)
+    if not p.is_file():
+        raise InterrogatorError(f"label list {p} {'is a folder' if p.is_dir() else 'does not exist'}; "
+                                "give a text file with one label per line")
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise InterrogatorError(f"label list {p} cannot be read ({e.strerror}); check its permissions") from e
+    if _looks_binary(raw):
+        raise InterrogatorError(f"label list {p} is a binary file, not text; give a text file with one label "
+                                "per line")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -68,6 +79,16 @@ def read_user_list(path: PathLike) -> List[str]:
     if too_long:
         log.warning("%s: skipped %d lines longer than 300 characters", path, too_long)
     return out
+
+
+def _looks_binary(raw: bytes) -> bool:
+    """NUL bytes in the first 8 KiB (text in UTF-8 or a legacy 8-bit encoding has none), or more than 10%
+    control characters there (undecodable bytes alone are legacy text, read with replacement)."""
+    head = raw[:8192]
+    if b"\x00" in head:
+        return True
+    control = sum(1 for b in head if b < 32 and b not in b"\t\n\r\x0c" or b == 127)
+    return control > 0.1 * max(1, len(head))
 
 
 def trending_labels() -> List[str]:
@@ -110,12 +131,19 @@ def user_tables(folder: Optional[PathLike]) -> Dict[str, List[str]]:
     tables: Dict[str, List[str]] = {}
     for path in sorted(folder.glob("*.txt")):
         name = path.stem
+        if path.is_dir():
+            log.warning("user tables: %s is a folder, not a label list; skipped", path)
+            continue
         if name in TABLE_NAMES:
             raise InterrogatorError(
                 f"user table {path} is named like a built-in table; rename it (e.g. my_{name}.txt) "
                 "or edit the built-in list instead"
             )
-        labels = read_user_list(path)
+        try:
+            labels = read_user_list(path)
+        except InterrogatorError as e:
+            log.warning("user tables: %s; skipped", e)
+            continue
         if labels:
             tables[name] = labels
         else:

@@ -164,15 +164,15 @@ def as_tags(text: str) -> str:
 
 def classic_prompt(caption: str, medium: str, artist: str, trending: str, movement: str,
                    flavors: Sequence[str], tags: bool = False) -> str:
-    """clip-interrogator's classic layout (``tags``: every term its own tag, ``medium, artist, ...``)."""
-    flaves = SEPARATOR.join(flavors)
+    """clip-interrogator's classic layout (``tags``: every term its own tag, ``medium, artist, ...``); empty
+    parts (a table emptied by the blocklist) are left out."""
     if tags:
-        return SEPARATOR.join(t for t in (caption, medium, artist, trending, movement, flaves) if t)
-    if not caption:
-        return f"{medium} {artist}, {trending}, {movement}, {flaves}"
-    if caption.startswith(medium):
-        return f"{caption} {artist}, {trending}, {movement}, {flaves}"
-    return f"{caption}, {medium} {artist}, {trending}, {movement}, {flaves}"
+        head = [caption, medium, artist]
+    elif caption and caption.startswith(medium):
+        head = [f"{caption} {artist}"]
+    else:
+        head = [caption, f"{medium} {artist}"]
+    return SEPARATOR.join(p for p in (*(h.strip() for h in head), trending, movement, *flavors) if p)
 
 
 def argmax_label(pairs: Sequence[Tuple[str, float]]) -> str:

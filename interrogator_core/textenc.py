@@ -15,6 +15,7 @@ cls-token or non-argmax pooling, custom attention) fall back to ``model.encode_t
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -31,6 +32,10 @@ MAX_BEAM_WIDTH = 8
 #: prefixes kept for the chain: while a step computes its beams' prefixes one by one, every parent prefix of
 #: the previous step must still be cached, so two steps of the widest beam
 _KV_CACHE_SIZE = 2 * MAX_BEAM_WIDTH
+#: label encoding reports progress (where a host's Cancel is checked) after this much work, between layers
+_TICK_SECONDS = 0.25
+#: the clock of those reports (a module attribute so tests can drive it)
+_clock = time.monotonic
 
 
 @dataclass
@@ -81,6 +86,23 @@ def _find_tower(model: nn.Module) -> Optional[_Tower]:
     cast = transformer.get_cast_dtype() if hasattr(transformer, "get_cast_dtype") else owner.token_embedding.weight.dtype
     return _Tower(owner.token_embedding, owner.positional_embedding, blocks, owner.ln_final,
                   getattr(owner, "text_projection", None), cast)
+
+
+class _Ticker:
+    """Calls ``progress(done, total)`` at the end of each batch and, inside a batch, between layers whenever
+    :data:`_TICK_SECONDS` have passed: a host's interrupt check in ``progress`` then lands within a fraction
+    of a second of work however large the batch and however slow the device."""
+
+    def __init__(self, progress: Optional[Callable[[int, int], None]], total: int) -> None:
+        self.progress, self.total, self.done, self.last = progress, total, 0, _clock()
+
+    def __call__(self, force: bool = False) -> None:
+        if self.progress is None:
+            return
+        now = _clock()
+        if force or now - self.last >= _TICK_SECONDS:
+            self.last = now
+            self.progress(self.done, self.total)
 
 
 def _length_batches(eot: torch.Tensor, batch_size: int) -> List[torch.Tensor]:
@@ -198,15 +220,16 @@ class TextEncoder:
 
     # -- encoding ---------------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def encode_tokens(self, ids: torch.Tensor) -> torch.Tensor:
-        """Unnormalized features [N, D] (float32) of padded token rows, as ``model.encode_text`` gives."""
+    def encode_tokens(self, ids: torch.Tensor, tick: Optional[Callable[[], None]] = None) -> torch.Tensor:
+        """Unnormalized features [N, D] (float32) of padded token rows, as ``model.encode_text`` gives
+        (``tick()`` is called between layers)."""
         device = self._device()
         ids = ids.to(device)
         if self.tower is None:
             return self.model.encode_text(ids).float()
         eot = ids.argmax(dim=-1)
         length = int(eot.max().item()) + 1
-        return self._forward(self._embed(ids[:, :length], 0), eot, None)
+        return self._forward(self._embed(ids[:, :length], 0), eot, None, tick)
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256,
@@ -234,16 +257,15 @@ class TextEncoder:
             tree_batches = [torch.tensor(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
         flat_idx = flat.nonzero().flatten()
         flat_batches = [flat_idx[b] for b in _length_batches(eot[flat_idx], batch_size)] if len(flat_idx) else []
-        done = 0
+        tick = _Ticker(progress, len(texts))
         for idx in tree_batches + flat_batches:
             if flat[idx[0]]:
-                feats = self.encode_tokens(ids[idx])
+                feats = self.encode_tokens(ids[idx], tick)
             else:
-                feats = self._encode_tree([seqs[i] for i in idx.tolist()])
+                feats = self._encode_tree([seqs[i] for i in idx.tolist()], tick)
             out[idx] = F.normalize(feats, dim=-1).cpu()
-            done += len(idx)
-            if progress is not None:
-                progress(done, len(texts))
+            tick.done += len(idx)
+            tick(force=True)
         return out
 
     @torch.inference_mode()
@@ -316,7 +338,8 @@ class TextEncoder:
         x = t.token_embedding(ids).to(t.cast_dtype)
         return x + t.positional_embedding[offset:offset + ids.shape[1]].to(t.cast_dtype)
 
-    def _forward(self, x: torch.Tensor, eot: torch.Tensor, kv: Optional[_KV]) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, eot: torch.Tensor, kv: Optional[_KV],
+                 tick: Optional[Callable[[], None]] = None) -> torch.Tensor:
         """Embedded tokens [B, T, C] (after an optional prefix) → projected EOT features [B, D] (float32).
 
         The last block computes queries, MLP and output only at each row's EOT position: nothing else of it
@@ -325,9 +348,11 @@ class TextEncoder:
         blocks = self.tower.blocks
         for i, blk in enumerate(blocks[:-1]):
             x, _, _ = self._block(blk, x, kv.k[i] if kv else None, kv.v[i] if kv else None, keep_kv=False)
+            if tick is not None:
+                tick()
         return self._project(self._last_block(blocks[-1], x, eot, kv.k[-1] if kv else None, kv.v[-1] if kv else None))
 
-    def _encode_tree(self, seqs: List[List[int]]) -> torch.Tensor:
+    def _encode_tree(self, seqs: List[List[int]], tick: Optional[Callable[[], None]] = None) -> torch.Tensor:
         """Projected EOT features [N, D] of token sequences (SOT..EOT), computing each distinct prefix once.
 
         Depth by depth, every node of the prefix tree is one token attending to its ancestors' keys/values
@@ -366,6 +391,8 @@ class TextEncoder:
                 pv = None if d == 0 else past_v[i][par]
                 x, k, v = self._block(blk, x, pk, pv, keep_kv=True)
                 past_k[i], past_v[i] = k, v
+                if tick is not None:
+                    tick()
             if ends:
                 nodes = list(ends)
                 rows = [r for j in nodes for r in ends[j]]

@@ -98,20 +98,26 @@ def test_memory_only_cache(make_interrogator, tmp_path, images):
     assert not (tmp_path / "cache").exists()
 
 
-def test_cache_written_by_clip_interrogator_060_loads_with_zero_encodes(tiny_models, small_data_dir, tmp_path):
-    """clip-interrogator 0.6.0's own LabelTable code writes the cache; we load it without encoding."""
+def test_cache_written_by_clip_interrogator_060_loads_with_zero_encodes(tiny_models, small_data_dir, tmp_path,
+                                                                       monkeypatch):
+    """clip-interrogator 0.6.0's own LabelTable code writes the cache for a registry name (ARCH/TAG); we load
+    it without encoding, the weights coming from a local copy in a models folder."""
     ci060 = pytest.importorskip("clip_interrogator")
     assert ci060.__version__ == "0.6.0"
+    import open_clip
+
     from interrogator_core import Interrogator, InterrogatorConfig, StandaloneHost
     from interrogator_core.clip import load_clip
 
-    arch = "pi-tiny-0"  # registered by make_tiny_clip
-    weights = tmp_path / "tiny.safetensors"
-    shutil.copy(tiny_models["clip"] / "open_clip_model.safetensors", weights)
-    ours = Interrogator(InterrogatorConfig(clip_model=f"{arch}/{weights}", caption_model=None,
+    arch = "pi-tiny-0"  # registered by make_tiny_clip; "tiny" becomes a registry tag of it for this test
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, arch, {"tiny": {}})
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(tiny_models["clip"] / "open_clip_model.safetensors", models / f"{arch}_tiny.safetensors")
+    ours = Interrogator(InterrogatorConfig(clip_model=f"{arch}/tiny", caption_model=None, model_dirs=[models],
                                            cache_dir=tmp_path / "cache", data_dir=small_data_dir),
                         StandaloneHost(device="cpu"))
-    clip = load_clip(f"{arch}/{weights}")
+    clip = load_clip(f"{arch}/tiny", search_dirs=[models])
     theirs = ci060.Config(clip_model_name=f"{arch}/tiny", caption_model_name=None, cache_path=str(tmp_path / "cache"),
                           download_cache=False, device="cpu", data_path=str(small_data_dir), quiet=True)
     theirs.clip_model, theirs.clip_preprocess = clip.module, clip.preprocess  # class attributes, not fields

@@ -165,7 +165,7 @@ def test_label_cache_goes_to_the_model_folder(comfy):
     it = load(comfy)
     comfy.nodes.Interrogate().interrogate(image_batch(1), it, "fast", 2, 4, 2)
     assert it.config.cache_dir == str(comfy.folder)
-    assert any(p.name.startswith("tiny-clip_") and p.suffix == ".safetensors" for p in comfy.folder.iterdir())
+    assert any(p.name.startswith("tiny-clip-") and p.suffix == ".safetensors" for p in comfy.folder.iterdir())
 
 
 # -- interrogate -----------------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ def test_clip_snapshot_folder_round_trip(tiny_models, images):
     fa, fb = a.encode_images(pixels), b.encode_images(pixels)
     assert fa.shape == (1, 32) and torch.equal(fa, fb)
     assert torch.allclose(fa.norm(dim=-1), torch.ones(1))
-    assert a.cache_name == "tiny-clip"
+    # a local folder's cache name: its name plus a fingerprint of its weights (same weights, same name)
+    assert a.cache_name.startswith("tiny-clip-") and a.cache_name == b.cache_name
 
 
 def test_clip_weights_file_with_arch(tiny_models, tmp_path):
@@ -26,7 +27,9 @@ def test_clip_weights_file_with_arch(tiny_models, tmp_path):
     ref = load_clip(str(tiny_models["clip"]))
     for (k, v), (_, w) in zip(clip.module.state_dict().items(), ref.module.state_dict().items()):
         assert torch.equal(v, w), k
-    assert clip.cache_name == "pi-tiny-0/my-finetune"
+    from interrogator_core.cache import weights_fingerprint
+
+    assert clip.cache_name == f"pi-tiny-0/my-finetune-{weights_fingerprint(f)}"
 
 
 def test_clip_weights_found_in_models_dir(tiny_models, tmp_path):

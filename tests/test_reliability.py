@@ -22,29 +22,28 @@ def _noise(h, w, c=3):
 
 
 def _rgba():
-    return Image.fromarray(_noise(40, 30, 4), "RGBA")
+    return Image.new("RGBA", (40, 30), (200, 100, 50, 128))
 
 
 def _la():
-    return Image.fromarray(_noise(40, 30, 3)[..., :2].copy(), "LA")
+    return Image.new("LA", (40, 30), (100, 128))
 
 
 def _p_transparent():
-    im = Image.fromarray(_noise(40, 30)).convert("P")
-    im.info["transparency"] = 0
+    im = Image.new("RGB", (40, 30), (10, 20, 30)).quantize(4)
+    im.info["transparency"] = im.getpixel((0, 0))
     return im
 
 
 def _gray16_png():
-    arr = (RNG.integers(0, 65535, (32, 48))).astype(np.uint16)
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
+    Image.fromarray(np.full((32, 48), 51400, np.uint16)).save(buf, format="PNG")
     return Image.open(io.BytesIO(buf.getvalue()))
 
 
 def _cmyk_jpeg():
     buf = io.BytesIO()
-    Image.fromarray(_noise(32, 32)).convert("CMYK").save(buf, format="JPEG")
+    Image.new("RGB", (32, 32), (200, 50, 20)).convert("CMYK").save(buf, format="JPEG", quality=95)
     return Image.open(io.BytesIO(buf.getvalue()))
 
 
@@ -67,21 +66,36 @@ def _exif_rotated():
     return Image.open(io.BytesIO(buf.getvalue()))
 
 
+def _on_white(rgb, alpha):
+    a = alpha / 255
+    return tuple(c * a + 255 * (1 - a) for c in rgb)
+
+
+#: kind → (image, (expected size, expected mean RGB, tolerance)); colors are what a viewer shows
 GOOD_IMAGES = {
-    "rgba": _rgba, "la": _la, "p_transparency": _p_transparent, "grayscale": lambda: Image.fromarray(_noise(30, 30, 1)),
-    "gray16_png": _gray16_png, "cmyk_jpeg": _cmyk_jpeg, "one_pixel": lambda: Image.new("RGB", (1, 1), (9, 9, 9)),
-    "very_wide": lambda: Image.new("RGB", (16000, 200), (120, 30, 30)), "animated_gif": lambda: _animated("GIF"),
-    "animated_webp": lambda: _animated("WEBP"), "exif_rotated": _exif_rotated,
-    "float_F": lambda: Image.fromarray(RNG.random((20, 20)).astype(np.float32) * 1000, "F"),
-    "bilevel": lambda: Image.fromarray(_noise(16, 16, 1)).convert("1"),
+    "rgba": (_rgba, ((40, 30), _on_white((200, 100, 50), 128), 2)),
+    "la": (_la, ((40, 30), _on_white((100, 100, 100), 128), 2)),
+    "p_transparency": (_p_transparent, ((40, 30), (255, 255, 255), 0)),
+    "grayscale": (lambda: Image.new("L", (30, 30), 77), ((30, 30), (77, 77, 77), 0)),
+    "gray16_png": (_gray16_png, ((48, 32), (200, 200, 200), 1)),
+    "cmyk_jpeg": (_cmyk_jpeg, ((32, 32), (200, 50, 20), 12)),
+    "one_pixel": (lambda: Image.new("RGB", (1, 1), (9, 9, 9)), ((1, 1), (9, 9, 9), 0)),
+    "very_wide": (lambda: Image.new("RGB", (16000, 200), (120, 30, 30)), ((16000, 200), (120, 30, 30), 0)),
+    "animated_gif": (lambda: _animated("GIF"), ((24, 24), (10, 10, 10), 1)),
+    "animated_webp": (lambda: _animated("WEBP"), ((24, 24), (10, 10, 10), 6)),
+    "exif_rotated": (_exif_rotated, ((20, 40), (127.5, 127.5, 127.5), 8)),
+    "float_F": (lambda: Image.fromarray(np.full((20, 20), 0.25, np.float32)), ((20, 20), (64, 64, 64), 1)),
+    "bilevel": (lambda: Image.new("1", (16, 16), 1), ((16, 16), (255, 255, 255), 0)),
 }
 
 
 @pytest.mark.parametrize("kind", sorted(GOOD_IMAGES))
 def test_odd_images_become_rgb(kind):
-    im = to_rgb(GOOD_IMAGES[kind](), kind)
-    assert im.mode == "RGB" and im.width >= 1 and im.height >= 1
-    assert np.isfinite(np.asarray(im, dtype=np.float32)).all()
+    make, (size, color, tol) = GOOD_IMAGES[kind]
+    im = to_rgb(make(), kind)
+    assert im.mode == "RGB" and im.size == size
+    mean = np.asarray(im, dtype=np.float64).reshape(-1, 3).mean(axis=0)
+    assert np.abs(mean - np.array(color)).max() <= tol + 0.5, (kind, mean, color)
 
 
 def test_transparency_is_flattened_on_white():
@@ -99,8 +113,8 @@ def test_exif_orientation_is_applied():
 
 
 def test_16_bit_range_is_kept():
-    arr = np.asarray(to_rgb(_gray16_png()))
-    assert arr.max() > 200 and arr.min() < 50  # scaled, not clipped to white
+    arr = np.asarray(to_rgb(Image.fromarray(np.array([[0, 65535]], np.uint16))))
+    assert arr.max() == 255 and arr.min() == 0  # scaled by the bit depth, not clipped to white
 
 
 BAD_FILES = {
