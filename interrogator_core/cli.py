@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="WARNING")
     p.add_argument("--list-clip-models", action="store_true")
     p.add_argument("--list-caption-models", action="store_true")
+    ray = p.add_argument_group("Ray Data (pip install prompt-interrogator[ray]; see README 'Datasets on a Ray cluster')")
+    ray.add_argument("--ray", action="store_true", help="run on Ray Data: one model per actor, resumable output")
+    ray.add_argument("--ray-address", default=None, help="cluster to join (default: start a local Ray)")
+    ray.add_argument("--actors", type=int, default=1, help="with --ray: actors (model copies)")
+    ray.add_argument("--gpus-per-actor", type=float, default=0, help="with --ray: GPUs per actor (0.5: two per GPU)")
+    out.add_argument("--parquet", default=None, metavar="DIR", help="with --ray: Parquet part files in DIR")
     return p
 
 
@@ -120,6 +126,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if missing:
         print(f"error: not found: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
+    if a.ray or a.parquet:
+        try:
+            from .ray import run_cli
+        except ImportError as e:  # the message says how to install Ray
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_FAILED
+        return run_cli(a, _config(a))
     try:
         ci = Interrogator(_config(a), StandaloneHost(device=a.device, dtype=a.precision, progress=_PhaseBars(a.quiet)))
         if a.mode == "analyze":
