@@ -32,7 +32,7 @@ def _png(seed: int, h: int = 40, w: int = 48) -> bytes:
 
 @pytest.fixture
 def config(tiny_models, small_data_dir, tmp_path) -> dict:
-    return dict(clip_model=str(tiny_models["clip"]), caption_model=str(tiny_models["blip"]), caption_max_length=8,
+    return dict(clip_model=str(tiny_models["clip"]), caption_model=str(tiny_models["blip"]),
                 data_dir=str(small_data_dir), cache_dir=str(tmp_path / "cache"), device="cpu", **CALL)
 
 
