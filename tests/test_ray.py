@@ -20,7 +20,7 @@ from interrogator_core.dataset import OUTPUT_COLUMNS, PromptStage, existing_ids,
 from interrogator_core.labels import builtin_labels
 
 ROOT = Path(__file__).resolve().parent.parent
-CALL = {"mode": "best", "min_flavors": 2, "max_flavors": 6, "negative_count": 4}
+CALL = {"mode": "fast", "min_flavors": 2, "max_flavors": 6, "negative_count": 4}  # fast: keeps Ray tests short
 
 
 def _png(seed: int, h: int = 40, w: int = 48) -> bytes:
@@ -41,7 +41,7 @@ def _engine_rows(config: dict, images: dict) -> dict:
     engine = {k: v for k, v in config.items() if k not in (*CALL, "device")}
     ci = Interrogator(InterrogatorConfig(**engine), StandaloneHost(device="cpu"))
     keys = sorted(images)
-    results = ci.interrogate([images[k] for k in keys], **CALL)
+    results = ci.interrogate([images[k] for k in keys], **{k: config[k] for k in CALL})
     return {k: (r.positive, r.negative, r.caption, r.similarity, json.dumps(r.prompts, sort_keys=True))
             for k, r in zip(keys, results)}
 
@@ -55,6 +55,7 @@ def _same(row: dict, expected: tuple) -> None:
 
 # -- the stage, no Ray --------------------------------------------------------------------------------------
 def test_stage_rows_equal_engine_and_bad_image_gives_error_row(config, tmp_path):
+    config = {**config, "mode": "best"}  # the default mode, chains included
     blobs = {f"img{i}": _png(i, 32 + 8 * i) for i in range(3)}
     expected = _engine_rows(config, {k: Image.open(io.BytesIO(b)) for k, b in blobs.items()})
     stage = PromptStage(config)
@@ -174,7 +175,7 @@ def test_folder_to_parquet_matches_engine_labels_once_and_resume(local_ray, conf
     parts = sorted(out.glob("*.parquet"))
     lost = set(_rows_of(parts[0]))
     parts[0].unlink()
-    args = [str(folder), "--ray", "--parquet", str(out), "--mode", "best", "--min-flavors", "2", "--max-flavors", "6",
+    args = [str(folder), "--ray", "--parquet", str(out), "--mode", CALL["mode"], "--min-flavors", "2", "--max-flavors", "6",
             "--negative-count", "4", "--clip-model", config["clip_model"], "--caption-model", config["caption_model"],
             "--cache-dir", config["cache_dir"], "--data-dir", str(small_data_dir), "--device", "cpu",
             "--batch-size", "2", "--actors", "1", "--quiet"]
