@@ -319,7 +319,7 @@ def assign_sidecars(images: Sequence[PathLike]) -> Tuple[Dict[str, Path], List[T
 
 
 def run_batch(interrogator, images: Sequence[PathLike], writer: Optional[BatchWriter], *, mode: str = "best",
-              min_flavors: int = 8, max_flavors: int = 32, negative_count: int = 16, chunk_size: int = 8,
+              min_flavors: Optional[int] = None, max_flavors: int = 32, negative_count: int = 16, chunk_size: int = 8,
               beam_width: int = 1, on_progress: Optional[Callable[[int, int, str], None]] = None,
               on_result: Optional[Callable[[Path, object], None]] = None) -> BatchSummary:
     """Interrogate ``images`` in chunks, writing each result as soon as its chunk is done.

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let a caption model run code from its repository (off: native transformers only)")
     p.add_argument("--beam-width", type=int, default=1, help="prompts kept per chain step (1: greedy)")
-    p.add_argument("--min-flavors", type=int, default=8)
+    p.add_argument("--min-flavors", type=int, default=None, help="fewest flavors in the best chain (default: 8, or --max-flavors when lower)")
     p.add_argument("--max-flavors", type=int, default=32)
     p.add_argument("--negative-count", type=int, default=16, help="most terms in the negative prompt (0: none)")
     p.add_argument("--top", type=int, default=5, help="labels per table in analyze mode")
@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="WARNING")
     p.add_argument("--list-clip-models", action="store_true")
     p.add_argument("--list-caption-models", action="store_true")
+    ray = p.add_argument_group("Ray Data (pip install prompt-interrogator[ray]; see README 'Datasets on a Ray cluster')")
+    ray.add_argument("--ray", action="store_true", help="run on Ray Data: one model per actor, resumable output")
+    ray.add_argument("--ray-address", default=None, help="cluster to join (default: start a local Ray)")
+    ray.add_argument("--actors", type=int, default=1, help="with --ray: actors (model copies)")
+    ray.add_argument("--gpus-per-actor", type=float, default=0, help="with --ray: GPUs per actor (0.5: two per GPU)")
+    out.add_argument("--parquet", default=None, metavar="DIR", help="with --ray: Parquet part files in DIR")
     return p
 
 
@@ -137,6 +143,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    if a.ray or a.parquet:
+        try:
+            from .ray import run_cli
+        except ImportError as e:  # the message says how to install Ray
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_FAILED
+        return run_cli(a, _config(a))
     try:
         ci = Interrogator(_config(a), StandaloneHost(device=a.device, dtype=a.precision, progress=_PhaseBars(a.quiet)))
         if a.mode == "analyze":
@@ -219,7 +232,7 @@ def usage_problems(a: argparse.Namespace) -> List[str]:
             problems.append(f"{flag} must be at least 1, got {value}")
     for flag, value in (("--min-flavors", a.min_flavors), ("--max-flavors", a.max_flavors),
                         ("--negative-count", a.negative_count), ("--top", a.top)):
-        if value < 0:
+        if value is not None and value < 0:
             problems.append(f"{flag} must be 0 or more, got {value}")
     if a.blocklist and not Path(a.blocklist).is_file():
         what = "is a folder" if Path(a.blocklist).is_dir() else "does not exist"

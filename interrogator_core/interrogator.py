@@ -85,18 +85,25 @@ def _flag(name: str, value: Any) -> bool:
     raise ValueError(f"{name} must be true or false, got {value!r}")
 
 
+#: ``min_flavors`` when the caller sets none (capped at ``max_flavors``)
+DEFAULT_MIN_FLAVORS = 8
+
+
 def check_request(mode: Any, min_flavors: Any, max_flavors: Any, negative_count: Any,
                   beam_width: Any) -> Tuple[str, int, int, int, int]:
     """The validated arguments of :meth:`Interrogator.interrogate` (the one place they are checked).
 
     ``mode`` must be in ``list_modes()`` (else UnknownNameError); the counts are whole numbers >= 0 (see
-    :func:`whole_number`), ``min_flavors`` at most ``max_flavors``, ``beam_width`` from 1 to
+    :func:`whole_number`), ``min_flavors`` at most ``max_flavors`` (None: :data:`DEFAULT_MIN_FLAVORS` capped at
+    ``max_flavors``), ``beam_width`` from 1 to
     :data:`MAX_BEAM_WIDTH`.
     """
     if not isinstance(mode, str) or mode not in MODES:
         raise UnknownNameError("mode", str(mode), MODES)
-    min_flavors = whole_number("min_flavors", min_flavors, 0)
     max_flavors = whole_number("max_flavors", max_flavors, 0)
+    if min_flavors is None:  # not set: the default, capped at max_flavors
+        min_flavors = min(DEFAULT_MIN_FLAVORS, max_flavors)
+    min_flavors = whole_number("min_flavors", min_flavors, 0)
     negative_count = whole_number("negative_count", negative_count, 0)
     beam_width = whole_number("beam_width", beam_width, 1, MAX_BEAM_WIDTH)
     if min_flavors > max_flavors:
@@ -220,7 +227,7 @@ class Interrogator:
         images: Union[ImageInput, Sequence[ImageInput]],
         mode: str = "best",
         *,
-        min_flavors: int = 8,
+        min_flavors: Optional[int] = None,
         max_flavors: int = 32,
         negative_count: int = 16,
         captions: Optional[Sequence[Optional[str]]] = None,
@@ -232,7 +239,8 @@ class Interrogator:
         Args:
             images: PIL images or paths (one, or a list).
             mode: best, classic, fast, negative or caption (see ``list_modes()``).
-            min_flavors / max_flavors: bounds of the positive chain (best; min must not exceed max), number of
+            min_flavors / max_flavors: bounds of the positive chain (best; min must not exceed max; min None:
+                8, or max_flavors when that is lower), number of
                 flavors (fast/classic).
             negative_count: most terms in the negative prompt (0: no negative prompt); negative mode uses
                 ``max_flavors`` instead, as clip-interrogator does. Targets without a negative prompt (flux)

@@ -22,7 +22,9 @@ CONSTRAINTS="$(mktemp)"; trap 'rm -f "$CONSTRAINTS"' EXIT
 printf '%s\n' "$TV" > "$CONSTRAINTS"
 
 stamp="$VENV/.pi-setup-$ENV_NAME${TEST:+-test}"
-inputs="$(cat "$ROOT/requirements.txt" "$ROOT/.ci/envs/$ENV_NAME.txt" "$ROOT/requirements-test.txt" 2>/dev/null | sha256sum | cut -c1-16)"
+EXTRA_TEST="$ROOT/.ci/envs/$ENV_NAME-test.txt"  # an environment's test-only extras (current: Ray Data)
+inputs="$( { cat "$ROOT/requirements.txt" "$ROOT/.ci/envs/$ENV_NAME.txt" "$ROOT/requirements-test.txt" 2>/dev/null
+             if [ -f "$EXTRA_TEST" ]; then cat "$EXTRA_TEST"; fi; } | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$inputs" ]; then
   log "$VENV is up to date ($ENV_NAME)"; exit 0
 fi
@@ -30,6 +32,7 @@ log "installing requirements ($ENV_NAME) into $VENV"
 pip install -c "$CONSTRAINTS" -r "$ROOT/requirements.txt" -r "$ROOT/.ci/envs/$ENV_NAME.txt"
 if [ "$TEST" = "--test" ]; then
   pip install -c "$CONSTRAINTS" -r "$ROOT/requirements-test.txt"
+  if [ -f "$EXTRA_TEST" ]; then pip install -c "$CONSTRAINTS" -r "$EXTRA_TEST"; fi
   # the reference implementation, for the cache-compatibility test and the benchmark (its deps are ours)
   pip install --no-deps clip-interrogator==0.6.0
   # a registry torchaudio next to the local torch breaks `import transformers`

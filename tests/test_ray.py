@@ -1,0 +1,229 @@
+"""Dataset scale (issue 14): the per-actor stage, label caches prepared once, resume, and Ray Data end to end.
+
+The stage tests need no Ray and run in every environment; the Ray tests start a local Ray with 2 CPUs and run
+where Ray is installed (the "current" environment in CI: .ci/envs/current-test.txt).
+"""
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from interrogator_core import Interrogator, InterrogatorConfig, InterrogatorError, StandaloneHost
+from interrogator_core.dataset import OUTPUT_COLUMNS, PromptStage, existing_ids, prepare_label_cache
+from interrogator_core.labels import builtin_labels
+
+ROOT = Path(__file__).resolve().parent.parent
+CALL = {"mode": "fast", "min_flavors": 2, "max_flavors": 6, "negative_count": 4}  # fast: keeps Ray tests short
+
+
+def _png(seed: int, h: int = 40, w: int = 48) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def config(tiny_models, small_data_dir, tmp_path) -> dict:
+    return dict(clip_model=str(tiny_models["clip"]), caption_model=str(tiny_models["blip"]),
+                data_dir=str(small_data_dir), cache_dir=str(tmp_path / "cache"), device="cpu", **CALL)
+
+
+def _engine_rows(config: dict, images: dict) -> dict:
+    """The single-process engine's rows for {id: PIL image or path} (the reference every path must match)."""
+    engine = {k: v for k, v in config.items() if k not in (*CALL, "device")}
+    ci = Interrogator(InterrogatorConfig(**engine), StandaloneHost(device="cpu"))
+    keys = sorted(images)
+    results = ci.interrogate([images[k] for k in keys], **{k: config[k] for k in CALL})
+    return {k: (r.positive, r.negative, r.caption, r.similarity, json.dumps(r.prompts, sort_keys=True))
+            for k, r in zip(keys, results)}
+
+
+def _same(row: dict, expected: tuple) -> None:
+    positive, negative, caption, similarity, prompts = expected
+    assert (row["positive"], row["negative"], row["caption"], row["prompts"]) == (positive, negative, caption, prompts)
+    assert row["similarity"] == pytest.approx(similarity, abs=1e-5)
+    assert row["error"] is None
+
+
+# -- the stage, no Ray --------------------------------------------------------------------------------------
+def test_stage_rows_equal_engine_and_bad_image_gives_error_row(config, tmp_path):
+    config = {**config, "mode": "best"}  # the default mode, chains included
+    blobs = {f"img{i}": _png(i, 32 + 8 * i) for i in range(3)}
+    expected = _engine_rows(config, {k: Image.open(io.BytesIO(b)) for k, b in blobs.items()})
+    stage = PromptStage(config)
+    ids = [*blobs, "broken", "empty"]
+    rows = stage({"id": np.array(ids), "image": np.array([*blobs.values(), b"not an image", b""], dtype=object)})
+    assert list(rows) == list(OUTPUT_COLUMNS) and rows["id"] == ids
+    by_id = {k: {c: rows[c][i] for c in rows} for i, k in enumerate(ids)}
+    for k in blobs:
+        _same(by_id[k], expected[k])
+        assert by_id[k]["positive"] and by_id[k]["negative"]
+    for bad in ("broken", "empty"):
+        assert by_id[bad]["error"] and bad in by_id[bad]["error"] and by_id[bad]["positive"] == ""
+    # a path column gives the same rows as bytes
+    for k, b in blobs.items():
+        (tmp_path / f"{k}.png").write_bytes(b)
+    by_path = stage({"id": list(blobs), "path": [str(tmp_path / f"{k}.png") for k in blobs]})
+    assert by_path["positive"] == rows["positive"][:3] and by_path["error"] == [None] * 3
+
+
+def test_stage_refuses_unknown_config_key_and_batch_without_id(config):
+    from interrogator_core import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="max_flavours.*max_flavors"):
+        PromptStage({**config, "max_flavours": 3})
+    with pytest.raises(KeyError, match="no id column 'id'"):
+        PromptStage({**config, "mode": "caption"})({"key": ["a"], "image": [_png(0)]})
+
+
+def test_labels_prepared_once_and_workers_with_the_files_encode_none(config, small_data_dir, tmp_path):
+    total = sum(len(v) for v in builtin_labels(small_data_dir).values())
+    first = prepare_label_cache(config)
+    assert first.encoded == total and len(first.files) == 6
+    assert prepare_label_cache(config).encoded == 0  # the cache folder serves every table now
+    assert PromptStage(config).labels_encoded == 0  # a worker sharing the folder
+    elsewhere = {**config, "cache_dir": str(tmp_path / "other-node")}
+    assert PromptStage(elsewhere, label_files=first.files).labels_encoded == 0  # a worker given the files
+    cold = {**config, "cache_dir": str(tmp_path / "cold")}
+    with pytest.raises(InterrogatorError, match=f"had to encode {total} labels"):
+        PromptStage(cold, require_label_cache=True)
+
+
+def test_existing_ids_moves_a_damaged_part_aside(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.json").write_text('{"id": "x"}\n{"id": "y"}\n')
+    (out / "b.json").write_text('{"id": "z"}\n{"id": ')
+    assert existing_ids(out, "jsonl") == {"x", "y"}
+    assert (out / "b.json.incomplete").is_file() and not (out / "b.json").exists()
+
+
+def test_importing_the_package_never_imports_ray_and_missing_ray_says_how_to_install():
+    code = ("import sys, interrogator_core, interrogator_core.cli, interrogator_core.dataset\n"
+            "assert 'ray' not in sys.modules, 'ray imported'\n"
+            "sys.modules['ray'] = None\n"
+            "try:\n    import interrogator_core.ray\nexcept ImportError as e:\n    print(e)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "pip install prompt-interrogator[ray]" in out.stdout
+
+
+# -- Ray Data end to end ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def local_ray():
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install prompt-interrogator[ray] "
+                                            "(CI installs it in the current environment)")
+    pytest.importorskip("pyarrow", reason="pyarrow is not installed (part of the ray extra)")
+    # workers import interrogator_core from this checkout
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    import ray.data
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    d = tmp_path / "imgs"
+    for i in range(6):
+        sub = d / f"part{i % 2}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"{i}.png").write_bytes(_png(10 + i, 32 + 4 * i))
+    (d / "part0" / "corrupt.png").write_bytes(b"\x89PNG but cut short")
+    return d
+
+
+def _rows(out: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    rows = [r for part in sorted(out.glob("*.parquet")) for r in pq.read_table(str(part)).to_pylist()]
+    by_id = {r["id"]: r for r in rows}
+    assert len(by_id) == len(rows), "an id was written twice"
+    return by_id
+
+
+def test_folder_to_parquet_matches_engine_labels_once_and_resume(local_ray, config, folder, tiny_models,
+                                                                 small_data_dir, tmp_path, capsys):
+    from interrogator_core.cli import main
+    from interrogator_core.ray import interrogate_dataset
+
+    out = tmp_path / "out"
+    ds = interrogate_dataset(folder, config, output=out, actors=2, batch_size=2, diagnostics=True)
+    rows = _rows(out)
+    assert ds.count() == 7 and sorted(rows) == sorted(
+        ["part0/0.png", "part1/1.png", "part0/2.png", "part1/3.png", "part0/4.png", "part1/5.png", "part0/corrupt.png"])
+    # every actor found the labels the preparation encoded (an actor that had to encode fails at start-up)
+    assert {r["labels_encoded"] for r in rows.values()} == {0}
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 6
+    expected = _engine_rows(config, {k: folder / k for k in rows if "corrupt" not in k})
+    for k, exp in expected.items():
+        _same(rows[k], exp)
+    assert "corrupt.png" in rows["part0/corrupt.png"]["error"] and rows["part0/corrupt.png"]["positive"] == ""
+
+    # an interrupted run: one part file lost; the CLI's rerun redoes exactly its rows
+    parts = sorted(out.glob("*.parquet"))
+    lost = set(_rows_of(parts[0]))
+    parts[0].unlink()
+    args = [str(folder), "--ray", "--parquet", str(out), "--mode", CALL["mode"], "--min-flavors", "2", "--max-flavors", "6",
+            "--negative-count", "4", "--clip-model", config["clip_model"], "--caption-model", config["caption_model"],
+            "--cache-dir", config["cache_dir"], "--data-dir", str(small_data_dir), "--device", "cpu",
+            "--batch-size", "2", "--actors", "1", "--quiet"]
+    assert main(args) == 1  # the corrupt image is reported as failed
+    err = capsys.readouterr().err
+    assert f"{len(lost)} new rows, 7 rows in {out}, 1 failed" in err
+    again = _rows(out)
+    assert sorted(again) == sorted(rows)
+    for k in expected:
+        _same(again[k], expected[k])
+    # a rerun adds nothing
+    n_parts = len(list(out.glob("*.parquet")))
+    main(args)
+    assert "0 new rows, 7 rows" in capsys.readouterr().err
+    assert len(list(out.glob("*.parquet"))) == n_parts and len(_rows(out)) == 7
+
+
+def _rows_of(part: Path) -> list:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(str(part), columns=["id"]).column("id").to_pylist()
+
+
+def test_parquet_and_webdataset_sources(local_ray, config, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from interrogator_core.ray import interrogate_dataset
+
+    blobs = {f"k{i}": _png(30 + i) for i in range(3)}
+    expected = _engine_rows(config, {k: Image.open(io.BytesIO(b)) for k, b in blobs.items()})
+    # Parquet with an HF-style image struct and no id column: ids are the images' sha256
+    src = tmp_path / "src.parquet"
+    pq.write_table(pa.table({"image": [{"bytes": b, "path": f"{k}.png"} for k, b in blobs.items()]}), str(src))
+    # WebDataset shard: key/png samples (plus a caption file WebDataset users often have)
+    shard = tmp_path / "shard-000.tar"
+    with tarfile.open(shard, "w") as tar:
+        for k, b in blobs.items():
+            for name, data in ((f"{k}.png", b), (f"{k}.txt", b"a caption")):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    import hashlib
+
+    sha = {"sha256:" + hashlib.sha256(b).hexdigest(): k for k, b in blobs.items()}
+    for source, key in ((src, sha.__getitem__), (shard, str)):
+        rows = {r["id"]: r for r in interrogate_dataset(source, config, output=tmp_path / f"out-{source.stem}",
+                                                         actors=1, batch_size=3).take_all()}
+        assert len(rows) == 3
+        for rid, row in rows.items():
+            _same(row, expected[key(rid)])
