@@ -99,7 +99,7 @@ def check_request(mode: Any, min_flavors: Any, max_flavors: Any, negative_count:
     :data:`MAX_BEAM_WIDTH`.
     """
     if not isinstance(mode, str) or mode not in MODES:
-        raise UnknownNameError("mode", str(mode), MODES)
+        raise UnknownNameError("mode", mode, MODES)
     max_flavors = whole_number("max_flavors", max_flavors, 0)
     if min_flavors is None:  # not set: the default, capped at max_flavors
         min_flavors = min(DEFAULT_MIN_FLAVORS, max_flavors)
