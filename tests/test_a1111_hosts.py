@@ -250,3 +250,29 @@ def test_settings_registered_with_defaults(webui, tmp_path):
     assert s.cache_dir == str(tmp_path / "models" / "clip-interrogator"), "clip-interrogator-ext's cache folder"
     choices = shared.opts.data_labels["prompt_interrogator_caption_model"].component_args()
     assert "blip-large" in choices["choices"] and "none" in choices["choices"]
+
+
+def test_every_setting_is_registered_and_read_back_typed(webui):
+    """One table: each Settings field is an option on the page, and a value stored there reaches read_settings
+    converted to the field's type (the webui stores slider values as floats)."""
+    shared, _ = webui
+    from dataclasses import fields
+
+    from interrogator_hosts import a1111
+
+    names = [f.name for f in fields(a1111.Settings)]
+    assert set(names) == set(a1111.DEFAULTS)
+    assert {k[len(a1111.OPT_PREFIX):] for k in shared.opts.data_labels if k.startswith(a1111.OPT_PREFIX)} == \
+        set(names)
+    stored = {"clip_model": " ViT-B-32/openai ", "caption_model": "blip-base", "mode": "fast", "min_flavors": 3.0,
+              "max_flavors": 5.0, "negative_count": 2.0, "keep_loaded": True, "cache_dir": "/tmp/x",
+              "replace_builtin": True, "api_max_mb": 7, "target": "sd15", "beam_width": 2.0}
+    assert set(stored) == set(names), "extend this test when a setting is added"
+    for key, value in stored.items():
+        shared.opts.data[a1111.OPT_PREFIX + key] = value
+    s = a1111.read_settings()
+    assert s.clip_model == "ViT-B-32/openai" and s.caption_model == "blip-base" and s.mode == "fast"
+    assert (s.min_flavors, s.max_flavors, s.negative_count, s.beam_width) == (3, 5, 2, 2)
+    assert all(type(v) is int for v in (s.min_flavors, s.max_flavors, s.negative_count, s.beam_width))
+    assert s.keep_loaded is True and s.replace_builtin is True and s.api_max_mb == 7.0
+    assert s.cache_dir == "/tmp/x" and s.target == "sd15"
