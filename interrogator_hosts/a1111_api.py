@@ -13,8 +13,10 @@ Routes (mounted by ``on_app_started``; every call that uses a model runs under A
   keys, plus ``tables``);
 * ``POST /interrogator/unload`` — free the models.
 
-Bad input gives 4xx with a message: 400 (not base64, not an image, unknown name), 413 (image too large),
-404 (model not found), 409 (interrupted), 507 (out of memory).
+Bad input gives 4xx with a message: 400 (not base64, not an image, unknown name, bad value), 413 (image too
+large), 404 (model not found), 422 (a field out of range; a model that is there but cannot be loaded, e.g. a
+caption family that needs a newer transformers), 409 (interrupted), 507 (out of memory). Names are checked
+before any model loads.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
-from interrogator_core import (DeviceOutOfMemoryError, ImageError, InterrogatorError, Interrupted,
+from interrogator_core import (DeviceOutOfMemoryError, InterrogatorError, Interrupted, ModelLoadError,
                                ModelNotFoundError, list_caption_models, list_clip_models, list_modes,
                                list_targets)
 from interrogator_core.images import MAX_PIXELS
@@ -144,33 +146,39 @@ def decode_image(data: str, max_bytes: int, field: str = "image") -> Image.Image
     if len(raw) > max_bytes:
         raise HTTPException(status_code=413, detail=f"'{field}': image is larger than "
                                                     f"{max_bytes / 2**20:.1f} MB")
+    too_many = f"'{field}': image has too many pixels (at most {MAX_PIXELS:,})"
     try:
+        # Image.open reads only the header, but refuses (or warns about) a huge size itself, before we see it:
+        # that is the same "too many pixels", not an unreadable image.
         im = Image.open(io.BytesIO(raw))
-        if im.width * im.height > MAX_PIXELS:
-            raise HTTPException(status_code=413, detail=f"'{field}': image has too many pixels "
-                                                        f"({im.width}x{im.height})")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise HTTPException(status_code=413, detail=f"{too_many}: {e}") from e
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise HTTPException(status_code=400, detail=f"'{field}' is not a readable image ({e})") from e
+    if im.width * im.height > MAX_PIXELS:  # checked before anything is decoded
+        raise HTTPException(status_code=413, detail=f"{too_many}: {im.width}x{im.height}")
+    try:
         im.load()
-    except HTTPException:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise HTTPException(status_code=400, detail=f"'{field}' is not a readable image ({e})") from e
     return im
 
 
 def http_error(e: BaseException) -> HTTPException:
-    """Engine errors → HTTP status with the engine's message."""
+    """Engine errors → the documented 4xx with the engine's message (507 for out of memory); anything else is a
+    bug and stays a 500."""
     if isinstance(e, HTTPException):
         return e
     if isinstance(e, ModelNotFoundError):
         return HTTPException(status_code=404, detail=str(e))
+    if isinstance(e, ModelLoadError):
+        return HTTPException(status_code=422, detail=str(e))
     if isinstance(e, Interrupted):
         return HTTPException(status_code=409, detail=str(e) or "interrupted")
     if isinstance(e, DeviceOutOfMemoryError):
         return HTTPException(status_code=507, detail=str(e))
-    if isinstance(e, (ImageError, ValueError)):
+    if isinstance(e, (InterrogatorError, ValueError)):
         return HTTPException(status_code=400, detail=str(e))
-    if isinstance(e, InterrogatorError):
-        return HTTPException(status_code=500, detail=str(e))
     return HTTPException(status_code=500, detail=f"{type(e).__name__}: {e}")
 
 
@@ -228,44 +236,49 @@ def mount(app: FastAPI, service: Optional[InterrogatorService] = None,
                 "targets": list_targets()}
 
     def post_prompt(req: InterrogatorPromptRequest) -> Dict[str, Any]:
-        image = decode_image(req.image, max_bytes())
         service_ = svc()
+        try:
+            cfg = service_.config_for(req.clip_model_name, req.caption_model_name, req.target, req.sdxl_dual)
+        except Exception as e:
+            raise http_error(e) from e
+        image = decode_image(req.image, max_bytes())
         try:
             result = service_.prompt(image, mode=req.mode, clip_model=req.clip_model_name,
                                      caption_model=req.caption_model_name, min_flavors=req.min_flavors,
                                      max_flavors=req.max_flavors, negative_count=req.negative_count,
                                      caption=req.caption, target=req.target, beam_width=req.beam_width,
                                      sdxl_dual=req.sdxl_dual)
-            clip_model = service_.clip_model_for(req.clip_model_name, req.target)
         except Exception as e:
             log.warning("/interrogator/prompt failed: %s", e)
             raise http_error(e) from e
-        s = service_.settings()
-        caption_model = s.caption_model if req.caption_model_name is None else req.caption_model_name
-        body = {"prompt": result.negative if result.mode == "negative" else result.positive,
-                "negative_prompt": result.negative, "caption": result.caption, "mode": result.mode,
-                "clip_model_name": clip_model, "caption_model_name": caption_model,
+        caption_model = service_.settings().caption_model if req.caption_model_name is None else \
+            req.caption_model_name
+        body = {"prompt": result.prompt, "negative_prompt": result.negative, "caption": result.caption,
+                "mode": result.mode, "clip_model_name": cfg.clip_model, "caption_model_name": caption_model,
                 "similarity": result.similarity, "negative_similarity": result.negative_similarity,
-                "target": service_.target_for(req.target, req.clip_model_name)}
+                "target": cfg.target}
         if result.positive_l is not None:
             body.update(prompt_l=result.negative_l if result.mode == "negative" else result.positive_l,
                         negative_prompt_l=result.negative_l)
         return body
 
     def post_score(req: InterrogatorScoreRequest) -> Dict[str, Any]:
+        service_ = svc()
+        try:
+            cfg = service_.config_for(req.clip_model_name, target=req.target)
+        except Exception as e:
+            raise http_error(e) from e
         limit = max_bytes()
         image = decode_image(req.image, limit)
         regenerated = decode_image(req.regenerated, limit, "regenerated") if req.regenerated else None
-        service_ = svc()
         try:
             result = service_.score(image, regenerated=regenerated, prompt=req.prompt,
                                     clip_model=req.clip_model_name, target=req.target)
-            clip_model = service_.clip_model_for(req.clip_model_name, req.target)
         except Exception as e:
             log.warning("/interrogator/score failed: %s", e)
             raise http_error(e) from e
         return {"image_similarity": result.image_similarity, "prompt_similarity": result.prompt_similarity,
-                "clip_model_name": clip_model, "target": service_.target_for(req.target, req.clip_model_name)}
+                "clip_model_name": cfg.clip_model, "target": cfg.target}
 
     def post_analyze(req: InterrogatorAnalyzeRequest) -> Dict[str, Any]:
         image = decode_image(req.image, max_bytes())

@@ -62,7 +62,7 @@ def apply_to_processing(p: Any, action: Any, mode: Optional[str] = None,
     mode = mode or s.mode
     result = svc.prompt(images[0], mode=mode, negative_count=s.negative_count if fill_neg else 0,
                         lock=False, own_state=False)
-    new_pos = result.positive if result.mode != "caption" else result.caption
+    new_pos = "" if result.mode == "negative" else result.prompt  # negative mode fills only the negative
     if fill_pos and new_pos:
         p.prompt = new_pos
     if fill_neg and result.negative:
@@ -97,7 +97,7 @@ def install_builtin_hook(service: Optional[InterrogatorService] = None) -> bool:
             return original(pil_image)
         # The API holds queue_lock around this call and the UI button does not: take neither.
         result = svc.prompt(pil_image.convert("RGB"), lock=False, own_state=True)
-        return result.positive or result.caption or result.negative
+        return result.prompt
 
     setattr(target, _HOOK_ATTR, original)
     target.interrogate = interrogate

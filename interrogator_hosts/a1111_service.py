@@ -13,7 +13,9 @@ from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 from interrogator_core import (AnalyzeResult, InterrogationResult, Interrogator, InterrogatorConfig,
                                OffloadPolicy, RoundTripScore, list_modes)
 from interrogator_core.errors import UnknownNameError
-from interrogator_core.targets import CUSTOM, target_clip_model
+from interrogator_core.caption import resolve_caption_model
+from interrogator_core.clip import resolve_clip
+from interrogator_core.targets import CUSTOM
 
 from interrogator_core import batch as batch_mod
 
@@ -48,7 +50,6 @@ class InterrogatorService:
         self._lock = threading.RLock()
         self._host: Optional[Any] = None
         self._ci: Optional[Interrogator] = None
-        self._key: Optional[tuple] = None
 
     # -- configuration ------------------------------------------------------------------------------------
     def settings(self) -> Settings:
@@ -65,47 +66,47 @@ class InterrogatorService:
             return OffloadPolicy.KEEP
         return OffloadPolicy.LOW_VRAM if webui_low_vram() else OffloadPolicy.OFFLOAD
 
-    def target_for(self, target: Optional[str], clip_model: Optional[str] = None) -> str:
-        """The target preset to use: ``target``; else ``custom`` when a CLIP model is named explicitly (it
-        must win over the settings' default target); else the settings' default target."""
-        if target:
-            return target.strip()
-        return CUSTOM if clip_model and clip_model.strip() else self.settings().target
+    def config_for(self, clip_model: Optional[str] = None, caption_model: Optional[str] = None,
+                   target: Optional[str] = None, sdxl_dual: bool = False) -> InterrogatorConfig:
+        """The engine configuration for a call with these arguments (None: the settings' values).
 
-    def clip_model_for(self, clip_model: Optional[str] = None, target: Optional[str] = None) -> str:
-        """The CLIP model a call with these arguments uses (a target preset's, or the named/default one)."""
-        clip = (clip_model or self.settings().clip_model).strip()
-        return target_clip_model(self.target_for(target, clip_model), clip)
-
-    def interrogator(self, clip_model: Optional[str] = None, caption_model: Optional[str] = None,
-                     target: Optional[str] = None, sdxl_dual: bool = False) -> Interrogator:
-        """The engine for these models (settings' defaults for None; see :meth:`target_for`). A change builds
-        a new engine that takes over the models that stay (e.g. the caption model when only CLIP changes)
-        and unloads the rest of the previous one."""
+        The only host policy here is which defaults apply: with no ``target``, a ``clip_model`` named in the
+        call means target ``custom`` (an explicit CLIP model wins over the settings' default target). The core
+        resolves the target to its CLIP model (``config.clip_model``) and checks the target's name.
+        """
         s = self.settings()
-        clip = (clip_model or s.clip_model).strip()
-        target = self.target_for(target, clip_model)
+        named_clip = (clip_model or "").strip()
+        if target and target.strip():
+            target = target.strip()
+        else:
+            target = CUSTOM if named_clip else s.target
         if caption_model is None:
             caption: Optional[str] = s.caption_model
         else:
             caption = None if caption_model.strip().lower() in ("", NO_CAPTION) else caption_model.strip()
-        key = (target_clip_model(target, clip), caption, s.cache_dir, target, bool(sdxl_dual))
+        cfg = dict(clip_model=named_clip or s.clip_model, caption_model=caption, cache_dir=s.cache_dir,
+                   model_dirs=(os.path.join(_models_path(), "clip-interrogator"),), offload=self.policy(s),
+                   target=target, sdxl_dual=bool(sdxl_dual))
+        cfg.update(self._overrides)
+        return InterrogatorConfig(**cfg)
+
+    @staticmethod
+    def check_names(config: InterrogatorConfig) -> None:
+        """Raise the engine's error for a CLIP or caption model name that cannot work, before anything loads
+        (resolving a name reads no weights; a registry name that still has to download passes)."""
+        resolve_clip(config.clip_model, config.model_dirs)
+        if config.caption_model is not None:
+            resolve_caption_model(config.caption_model, config.model_dirs)
+
+    def interrogator(self, clip_model: Optional[str] = None, caption_model: Optional[str] = None,
+                     target: Optional[str] = None, sdxl_dual: bool = False) -> Interrogator:
+        """The engine for these models (see :meth:`config_for`). A change goes through
+        :meth:`Interrogator.reconfigured`, which keeps the models that stay (e.g. the caption model when only
+        CLIP changes) and unloads the rest."""
+        cfg = self.config_for(clip_model, caption_model, target=target, sdxl_dual=sdxl_dual)
+        self.check_names(cfg)
         with self._lock:
-            if self._ci is None or self._key != key:
-                cfg = dict(clip_model=clip, caption_model=caption, cache_dir=s.cache_dir,
-                           model_dirs=(os.path.join(_models_path(), "clip-interrogator"),),
-                           offload=self.policy(s), target=target, sdxl_dual=bool(sdxl_dual))
-                cfg.update(self._overrides)
-                new = Interrogator(InterrogatorConfig(**cfg), host=self.host)
-                if self._ci is not None:
-                    kept = new.adopt_models_from(self._ci)
-                    log.info("switching models: unloading %s (kept: %s)", self._key[:2] if self._key else None,
-                             ", ".join(kept) or "nothing")
-                    self._ci.unload()
-                self._ci = new
-                self._key = key
-            else:
-                self._ci.set_offload(self.policy(s))
+            self._ci = Interrogator(cfg, host=self.host) if self._ci is None else self._ci.reconfigured(cfg)
             return self._ci
 
     @property
@@ -151,7 +152,7 @@ class InterrogatorService:
     def unload(self) -> bool:
         """Forget the models (they reload on next use); True if something was loaded."""
         with self._lock:
-            ci, self._ci, self._key = self._ci, None, None
+            ci, self._ci = self._ci, None
         if ci is None:
             return False
         ci.unload()
@@ -207,7 +208,7 @@ class InterrogatorService:
               min_flavors: Optional[int] = None, max_flavors: Optional[int] = None,
               negative_count: Optional[int] = None,
               on_progress: Optional[Callable[[int, int, str], None]] = None) -> batch_mod.BatchSummary:
-        """Interrogate every image of ``folder`` (see :mod:`interrogator_hosts.batch`)."""
+        """Interrogate every image of ``folder`` (see :mod:`interrogator_core.batch`)."""
         from modules import shared
 
         s = self.settings()

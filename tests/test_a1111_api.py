@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes" / "a1111"))
 
-from fixtures import png_b64, webui  # noqa: E402,F401
+from fixtures import png_b64, webui, webui_models  # noqa: E402,F401
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -245,3 +245,84 @@ def test_default_target_setting_applies_unless_a_clip_model_is_named(client, ima
     out = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast",
                                                "clip_model_name": named}).json()
     assert out["clip_model_name"] == named and out["target"] == "custom", "an explicit CLIP model wins"
+
+
+# -- issue 13: inside a real webui -----------------------------------------------------------------------------
+
+def _huge_png_b64(side: int = 20000) -> str:
+    """A valid black 1-bit PNG of side x side pixels (about 50 KB compressed; never decoded by the tests)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    z = zlib.compressobj(9)
+    row = b"\x00" * (1 + (side + 7) // 8)
+    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+           + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return base64.b64encode(png).decode()
+
+
+def test_prompt_20000_square_png_is_413_not_400(client):
+    """Pillow's own decompression-bomb check fires first for this size; it is still "too many pixels"."""
+    c, _, svc = client
+    r = c.post("/interrogator/prompt", json={"image": _huge_png_b64()})
+    assert r.status_code == 413, r.text
+    assert "too many pixels" in r.json()["detail"]
+    assert svc.loaded["models"] == [], "nothing loaded for a refused image"
+
+
+@pytest.fixture
+def broken_caption(tmp_path, webui_models):
+    """A caption folder whose config is fine but whose weights are garbage: it resolves, then fails to load."""
+    import shutil
+
+    folder = tmp_path / "broken-blip"
+    shutil.copytree(webui_models["blip"], folder)
+    for weights in folder.glob("*.safetensors"):
+        weights.write_bytes(b"not safetensors at all")
+    return folder
+
+
+def test_caption_model_that_fails_to_load_is_422_naming_it(client, images, broken_caption):
+    c, _, _ = client
+    r = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast",
+                                             "caption_model_name": str(broken_caption)})
+    assert r.status_code == 422, r.text
+    assert str(broken_caption) in r.json()["detail"]
+
+
+def test_names_are_checked_before_any_model_loads(client, images, broken_caption, monkeypatch):
+    """An unknown CLIP name is reported (4xx, named) even when the caption model would fail first, and no model
+    is loaded for a request that names a bad model."""
+    c, _, svc = client
+    import interrogator_core.interrogator as engine
+
+    loads = []
+    for name in ("load_clip", "load_captioner"):
+        real = getattr(engine, name)
+        monkeypatch.setattr(engine, name, lambda *a, _real=real, _n=name, **k: loads.append(_n) or _real(*a, **k))
+    for body in ({"clip_model_name": "ViT-Nope-99/none", "caption_model_name": str(broken_caption)},
+                 {"clip_model_name": "ViT-L-14/nope"},
+                 {"caption_model_name": "blip-nope"},
+                 {"caption_model_name": str(broken_caption.parent / "missing-folder")}):
+        r = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast", **body})
+        bad = next(v for v in body.values() if "nope" in v.lower() or "missing" in v)
+        assert 400 <= r.status_code < 500, (body, r.text)
+        assert bad.split("/")[0] in r.json()["detail"] or bad in r.json()["detail"], (body, r.text)
+    assert loads == [], "validation happens before any model load"
+
+
+def test_webui_safe_unpickler_is_active_and_our_models_pass_it(client, images):
+    """The fake webui refuses pickles as A1111 does; the test models are safetensors, so nothing is refused."""
+    c, _, _ = client
+    from modules import safe
+
+    import torch
+
+    assert torch.load is safe.load
+    r = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast"})
+    assert r.status_code == 200, r.text
+    assert r.json()["caption"] and safe.refused == []

@@ -8,7 +8,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes" / "a1111"))
 
-from fixtures import forge_webui, webui  # noqa: E402,F401
+from fixtures import forge_webui, webui, webui_models  # noqa: E402,F401
 
 from interrogator_core import Interrupted, ModelHandle, OffloadPolicy  # noqa: E402
 

@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes" / "a1111"))
 
-from fixtures import webui  # noqa: E402,F401
+from fixtures import webui, webui_models  # noqa: E402,F401
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "prompt_interrogator.py"

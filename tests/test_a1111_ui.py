@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes" / "a1111"))
 
-from fixtures import forge_webui, webui  # noqa: E402,F401
+from fixtures import forge_webui, webui, webui_models  # noqa: E402,F401
 
 gr = pytest.importorskip("gradio")
 
