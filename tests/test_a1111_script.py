@@ -194,3 +194,33 @@ def test_builtin_hook_does_not_deadlock_under_api_queue_lock(webui, images):
     t.start()
     t.join(timeout=60)
     assert not t.is_alive() and out and out[0] != "builtin"
+
+
+@pytest.mark.parametrize("mode", ["negative", "caption"])
+def test_prompt_boxes_follow_the_result_in_every_mode(script, images, mode):
+    """Replace: the positive box gets the result's prompt (the caption in caption mode) and never a negative
+    prompt; the negative box gets the negative prompt (negative mode) or is left alone (caption mode)."""
+    s, _, svc = script
+    p = FakeP(images[0], prompt="old prompt", negative_prompt="old negative")
+    result = svc.prompt(images[0], mode=mode)
+    s.before_process(p, "replace", mode)
+    if mode == "negative":
+        assert result.negative and p.negative_prompt == result.negative == result.prompt
+        assert p.prompt == "old prompt", "a negative prompt never lands in the positive box"
+    else:
+        assert result.caption and p.prompt == result.caption == result.prompt
+        assert p.negative_prompt == "old negative"
+
+
+def test_builtin_hook_returns_the_result_prompt(webui, images):
+    shared, svc = webui
+    from interrogator_hosts import a1111
+
+    shared.interrogator = type("B", (), {"interrogate": lambda self, im: "builtin"})()
+    a1111.install_builtin_hook()
+    shared.opts.data["prompt_interrogator_replace_builtin"] = True
+    for mode in ("negative", "caption"):
+        shared.opts.data["prompt_interrogator_mode"] = mode
+        expected = svc.prompt(images[0], mode=mode).prompt
+        assert expected and shared.interrogator.interrogate(images[0]) == expected
+    a1111.remove_builtin_hook()
