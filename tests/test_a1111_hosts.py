@@ -276,3 +276,25 @@ def test_every_setting_is_registered_and_read_back_typed(webui):
     assert all(type(v) is int for v in (s.min_flavors, s.max_flavors, s.negative_count, s.beam_width))
     assert s.keep_loaded is True and s.replace_builtin is True and s.api_max_mb == 7.0
     assert s.cache_dir == "/tmp/x" and s.target == "sd15"
+
+
+def test_service_switches_through_reconfigured_keeping_what_stays(webui, tmp_path, monkeypatch):
+    """One reconfigure path: a settings change goes through Interrogator.reconfigured (the caption model is
+    kept when only CLIP changes); the same settings give the same engine; a named CLIP model means target
+    custom even when the settings' default target is another one."""
+    shared, svc = webui
+    from interrogator_core import Interrogator
+    from interrogator_core.testing import make_tiny_clip
+
+    calls = []
+    real = Interrogator.reconfigured
+    monkeypatch.setattr(Interrogator, "reconfigured", lambda self, cfg, *a: calls.append(cfg) or real(self, cfg, *a))
+    first = svc.interrogator()
+    first.load()
+    caption = next(h for h in first.models if h.name.startswith("caption:"))
+    assert svc.interrogator() is first and len(calls) == 1, "same settings: same engine"
+    other = make_tiny_clip(tmp_path / "other-clip", seed=1)
+    shared.opts.data["prompt_interrogator_target"] = "sd15"
+    second = svc.interrogator(clip_model=str(other))
+    assert second is not first and calls[-1].clip_model == str(other) and calls[-1].target == "custom"
+    assert any(h is caption for h in second.models), "the caption model is taken over, not reloaded"
