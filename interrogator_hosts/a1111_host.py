@@ -19,6 +19,8 @@ from torch import nn
 
 from interrogator_core import Interrupted, ModelHandle
 
+from .a1111_patches import plain_activations
+
 log = logging.getLogger(__name__)
 
 
@@ -68,6 +70,8 @@ class A1111Host:
             devices.torch_gc()
 
     def load(self, models: Sequence[ModelHandle]) -> None:
+        for m in models:
+            plain_activations(m.module)  # undo the webui's GELU patch in our models (see a1111_patches)
         device = self.load_device()
         if device.type != "cpu":
             self.make_room()

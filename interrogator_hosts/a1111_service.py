@@ -20,6 +20,7 @@ from interrogator_core.targets import CUSTOM
 from interrogator_core import batch as batch_mod
 
 from .a1111_host import make_host, webui_low_vram
+from .a1111_patches import no_autocast
 from .a1111_settings import NO_CAPTION, Settings, _models_path, read_settings
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,8 @@ class InterrogatorService:
             if state is not None:
                 state.begin(job=name)
             try:
-                yield
+                with no_autocast():  # our models run in their own dtype even when called inside autocast
+                    yield
             except BaseException:
                 self.offload()
                 raise
