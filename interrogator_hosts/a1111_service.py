@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 from interrogator_core import (AnalyzeResult, InterrogationResult, Interrogator, InterrogatorConfig,
                                OffloadPolicy, RoundTripScore, list_modes)
 from interrogator_core.errors import UnknownNameError
-from interrogator_core.caption import resolve_caption_model
+from interrogator_core.caption import check_family_supported, resolve_caption_model
 from interrogator_core.clip import resolve_clip
 from interrogator_core.targets import CUSTOM
 
@@ -94,10 +94,13 @@ class InterrogatorService:
     @staticmethod
     def check_names(config: InterrogatorConfig) -> None:
         """Raise the engine's error for a CLIP or caption model name that cannot work, before anything loads
-        (resolving a name reads no weights; a registry name that still has to download passes)."""
+        (resolving a name reads no weights; a registry name that still has to download passes; a caption
+        family needing a newer transformers than the webui's fails here with the version it needs)."""
         resolve_clip(config.clip_model, config.model_dirs)
         if config.caption_model is not None:
-            resolve_caption_model(config.caption_model, config.model_dirs)
+            _, family, _ = resolve_caption_model(config.caption_model, config.model_dirs)
+            if family:  # a family newer than this webui's transformers: the core's one version error
+                check_family_supported(family, config.caption_model)
 
     def interrogator(self, clip_model: Optional[str] = None, caption_model: Optional[str] = None,
                      target: Optional[str] = None, sdxl_dual: bool = False) -> Interrogator:

@@ -326,3 +326,27 @@ def test_webui_safe_unpickler_is_active_and_our_models_pass_it(client, images):
     r = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast"})
     assert r.status_code == 200, r.text
     assert r.json()["caption"] and safe.refused == []
+
+
+def test_caption_family_newer_than_the_webuis_transformers_is_422_before_loading(client, images, monkeypatch):
+    """A1111 pins transformers 4.30.2: a listed family that needs more gives the core's one version error."""
+    c, _, svc = client
+    from interrogator_core import list_caption_models
+    from interrogator_core.caption import CAPTION_MODELS, FAMILIES, transformers_version
+    import interrogator_core.interrogator as engine
+
+    monkeypatch.setattr(engine, "load_captioner", lambda *a, **k: pytest.fail("nothing may load"))
+    listed = c.get("/interrogator/caption_models").json()
+    assert listed == list_caption_models() and "florence2-base" in listed, "new families are in the menu"
+    from packaging.version import Version
+
+    too_new = [n for n in listed if Version(FAMILIES[CAPTION_MODELS[n].family].min_transformers)
+               > Version(transformers_version())]
+    if not too_new:
+        pytest.skip(f"transformers {transformers_version()} has every family (the A1111 env checks this)")
+    for name in too_new:
+        r = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast",
+                                                 "caption_model_name": name})
+        assert r.status_code == 422, (name, r.text)
+        detail = r.json()["detail"]
+        assert name in detail and transformers_version() in detail and "needs transformers >=" in detail
