@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from interrogator_core import TARGETS, list_caption_models, list_modes, list_targets
 from interrogator_core.targets import CUSTOM
@@ -40,15 +40,20 @@ def target_info() -> str:
                      + [f"{CUSTOM}: the CLIP model you pick"])
 
 
-def _clip_choices() -> Dict[str, Any]:
+def clip_model_choices() -> List[str]:
+    """CLIP model names for the dropdowns (empty when open_clip cannot list them: the user can still type one)."""
     from interrogator_core import list_clip_models
 
     try:
-        names = list_clip_models()
-    except Exception as e:  # open_clip missing or broken: still let the user type a name
+        return list_clip_models()
+    except Exception as e:  # open_clip missing or broken
         log.warning("cannot list CLIP models: %s", e)
-        names = []
-    return {"choices": names, "allow_custom_value": True}
+        return []
+
+
+def caption_model_choices() -> List[str]:
+    """Caption model names for the dropdowns, and ``none`` (no caption)."""
+    return list_caption_models() + [NO_CAPTION]
 
 
 def _on_keep_loaded_change() -> None:
@@ -94,10 +99,10 @@ class Settings:
     its metadata (label, component, parser) is the one place the option is described."""
 
     clip_model: str = _option("ViT-L-14/openai", "Default CLIP model", _text_or("ViT-L-14/openai"), "Dropdown",
-                              _clip_choices)
+                              lambda: {"choices": clip_model_choices(), "allow_custom_value": True})
     caption_model: Optional[str] = _option(
         "blip-large", "Default caption model", _caption, "Dropdown",
-        lambda: {"choices": list_caption_models() + [NO_CAPTION], "allow_custom_value": True})
+        lambda: {"choices": caption_model_choices(), "allow_custom_value": True})
     mode: str = _option("best", "Default mode", str, "Radio", lambda: {"choices": list_modes()})
     min_flavors: int = _option(8, "Minimum flavors (best mode)", int, "Slider",
                                {"minimum": 0, "maximum": 64, "step": 1})

@@ -11,12 +11,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gradio as gr
 
-from interrogator_core import Interrupted, TABLE_NAMES, list_caption_models, list_modes, list_targets
+from interrogator_core import InterrogatorError, Interrupted, TABLE_NAMES, list_modes, list_targets
 from interrogator_core.targets import CUSTOM
 
 from .a1111_hooks import IMG2IMG_ACTIONS
 from .a1111_service import InterrogatorService, get_service
-from .a1111_settings import MAX_BEAM_WIDTH, NO_CAPTION, target_info
+from .a1111_settings import MAX_BEAM_WIDTH, NO_CAPTION, caption_model_choices, clip_model_choices, target_info
 from interrogator_core.batch import EXISTING_POLICIES
 
 log = logging.getLogger(__name__)
@@ -47,14 +47,11 @@ def copypaste_module():
     return module
 
 
-def _clip_choices() -> List[str]:
-    try:
-        from interrogator_core import list_clip_models
-
-        return list_clip_models()
-    except Exception as e:  # open_clip missing: the user can still type a name
-        log.warning("cannot list CLIP models: %s", e)
-        return []
+def _log_failure(what: str, e: BaseException) -> None:
+    """Expected failures (interrupt, bad input, missing files, engine errors) as a warning; others with a
+    traceback."""
+    expected = isinstance(e, (Interrupted, ValueError, OSError, InterrogatorError))
+    (log.warning if expected else log.exception)("%s failed: %s", what, e)
 
 
 def _error_text(e: BaseException) -> str:
@@ -90,8 +87,7 @@ class TabCallbacks:
                                    negative_count=int(negative_count), target=target, beam_width=int(beam_width),
                                    sdxl_dual=dual)
         except Exception as e:
-            (log.exception if not isinstance(e, (Interrupted, ValueError, OSError)) else log.warning)(
-                "interrogate failed: %s", e)
+            _log_failure("interrogate", e)
             return keep, keep, keep, keep, _error_text(e), keep, keep
         sims = []
         if r.similarity is not None:
@@ -120,8 +116,7 @@ class TabCallbacks:
         try:
             r = self._svc().score(image, regenerated=regenerated, prompt=prompt or None, clip_model=clip_model)
         except Exception as e:
-            (log.exception if not isinstance(e, (Interrupted, ValueError, OSError)) else log.warning)(
-                "round-trip score failed: %s", e)
+            _log_failure("round-trip score", e)
             return _error_text(e)
         return r.to_text()
 
@@ -135,7 +130,7 @@ class TabCallbacks:
             r = self._svc().analyze(image, clip_model=clip_model, caption_model=caption_model or None,
                                     top_n=int(top_n), with_caption=bool(with_caption))
         except Exception as e:
-            log.warning("analyze failed: %s", e)
+            _log_failure("analyze", e)
             return tuple([keep] * len(ANALYZE_TABLES)) + (keep, _error_text(e))
         labels = tuple({label: float(sim) for label, sim in r.tables.get(t, [])} for t in ANALYZE_TABLES)
         return labels + (r.to_text(), "Done.")
@@ -156,8 +151,7 @@ class TabCallbacks:
                 clip_model=clip_model, caption_model=caption_model or NO_CAPTION, min_flavors=int(min_flavors),
                 max_flavors=int(max_flavors), negative_count=int(negative_count), on_progress=on_progress)
         except Exception as e:
-            (log.exception if not isinstance(e, (Interrupted, ValueError, OSError)) else log.warning)(
-                "batch failed: %s", e)
+            _log_failure("batch", e)
             return _error_text(e)
         return summary.to_text()
 
@@ -194,8 +188,8 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
     cb = callbacks or TabCallbacks()
     s = get_service().settings()
     modes = list_modes()
-    clip_models = _clip_choices()
-    caption_models = list_caption_models() + [NO_CAPTION]
+    clip_models = clip_model_choices()
+    caption_models = caption_model_choices()
 
     def clip_dropdown(elem: str, interactive: bool = True) -> gr.Dropdown:
         return gr.Dropdown(clip_models, value=s.clip_model, label="CLIP model", allow_custom_value=True,
