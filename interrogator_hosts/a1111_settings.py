@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, List, Optional
 
-from interrogator_core import TARGETS, list_caption_models, list_modes, list_targets
+from interrogator_core import TARGETS, list_caption_models, list_caption_styles, list_modes, list_targets
 from interrogator_core.targets import CUSTOM
 
 log = logging.getLogger(__name__)
@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 OPT_PREFIX = "prompt_interrogator_"
 SETTINGS_SECTION = ("prompt_interrogator", "Prompt Interrogator")
 NO_CAPTION = "none"
+#: caption style choice meaning "the target's default" (None in the engine's config)
+AUTO_STYLE = "auto"
 MAX_BEAM_WIDTH = 8
 
 
@@ -67,6 +69,20 @@ def _text_or(default: str) -> Callable[[Any], str]:
     return lambda v: str(v or "").strip() or default
 
 
+def _optional_text(value: Any) -> Optional[str]:
+    return str(value or "").strip() or None
+
+
+def _style(value: Any) -> Optional[str]:
+    text = str(value or "").strip()
+    return None if text.lower() in ("", AUTO_STYLE) else text
+
+
+def caption_style_choices() -> List[str]:
+    """Caption styles for the dropdowns, and ``auto`` (the target's default)."""
+    return [AUTO_STYLE] + list_caption_styles()
+
+
 def _caption(value: Any) -> Optional[str]:
     text = str(value or "").strip()
     return None if text.lower() in ("", NO_CAPTION) else text
@@ -103,6 +119,16 @@ class Settings:
     caption_model: Optional[str] = _option(
         "blip-large", "Default caption model", _caption, "Dropdown",
         lambda: {"choices": caption_model_choices(), "allow_custom_value": True})
+    caption_style: Optional[str] = _option(
+        None, "Default caption style (auto: the target's; detailed/tags need a caption model that can write "
+                    "them, e.g. Florence-2, Qwen-VL, JoyCaption)", _style, "Dropdown",
+        lambda: {"choices": caption_style_choices()}, stored=AUTO_STYLE)
+    caption_prompt: Optional[str] = _option(
+        None, "Caption instruction for chat caption models (empty: the style's own; replaces it when given)",
+        _optional_text, "Textbox", {"lines": 2}, stored="")
+    trust_remote_code: bool = _option(
+        False, "Trust remote code of caption models (runs Python code from the model's repository; only for "
+               "models you trust)", bool)
     mode: str = _option("best", "Default mode", str, "Radio", lambda: {"choices": list_modes()})
     min_flavors: int = _option(8, "Minimum flavors (best mode)", int, "Slider",
                                {"minimum": 0, "maximum": 64, "step": 1})

@@ -266,7 +266,8 @@ def test_every_setting_is_registered_and_read_back_typed(webui):
         set(names)
     stored = {"clip_model": " ViT-B-32/openai ", "caption_model": "blip-base", "mode": "fast", "min_flavors": 3.0,
               "max_flavors": 5.0, "negative_count": 2.0, "keep_loaded": True, "cache_dir": "/tmp/x",
-              "replace_builtin": True, "api_max_mb": 7, "target": "sd15", "beam_width": 2.0}
+              "replace_builtin": True, "api_max_mb": 7, "target": "sd15", "beam_width": 2.0,
+              "caption_style": "tags", "caption_prompt": "  List the objects.  ", "trust_remote_code": True}
     assert set(stored) == set(names), "extend this test when a setting is added"
     for key, value in stored.items():
         shared.opts.data[a1111.OPT_PREFIX + key] = value
@@ -276,6 +277,10 @@ def test_every_setting_is_registered_and_read_back_typed(webui):
     assert all(type(v) is int for v in (s.min_flavors, s.max_flavors, s.negative_count, s.beam_width))
     assert s.keep_loaded is True and s.replace_builtin is True and s.api_max_mb == 7.0
     assert s.cache_dir == "/tmp/x" and s.target == "sd15"
+    assert (s.caption_style, s.caption_prompt, s.trust_remote_code) == ("tags", "List the objects.", True)
+    shared.opts.data.update({a1111.OPT_PREFIX + "caption_style": "auto", a1111.OPT_PREFIX + "caption_prompt": ""})
+    s = a1111.read_settings()
+    assert (s.caption_style, s.caption_prompt) == (None, None), "auto / empty: the target's own style"
 
 
 def test_service_switches_through_reconfigured_keeping_what_stays(webui, tmp_path, monkeypatch):
