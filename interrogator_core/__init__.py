@@ -17,7 +17,8 @@ from .host import HostAdapter, ModelHandle, OffloadPolicy, StandaloneHost
 from .interrogator import MODES, Interrogator, InterrogatorConfig, list_modes
 from .labels import TABLE_NAMES
 from .result import AnalyzeResult, InterrogationResult, RoundTripScore
-from .targets import TARGETS, TargetPreset, list_targets
+from .targets import TARGETS, TargetPreset, get_target, list_targets
+from .textenc import MAX_BEAM_WIDTH
 
 __version__ = "0.1.0"
 
@@ -27,5 +28,5 @@ __all__ = [
     "LabelCache", "MODES", "ModelHandle", "ModelLoadError", "ModelNotFoundError", "OffloadPolicy",
     "StandaloneHost", "TABLE_NAMES", "UnknownNameError", "cache_file_name", "default_cache_dir", "label_hash",
     "list_caption_models", "list_caption_styles", "list_clip_models", "list_modes", "RoundTripScore", "TARGETS",
-    "TargetPreset", "list_targets",
+    "TargetPreset", "list_targets", "get_target", "MAX_BEAM_WIDTH",
 ]
