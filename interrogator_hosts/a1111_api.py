@@ -3,10 +3,13 @@
 Routes (mounted by ``on_app_started``; every call that uses a model runs under A1111's ``queue_lock``):
 
 * ``GET  /interrogator/models`` — CLIP model names (a list, like clip-interrogator-ext);
-* ``GET  /interrogator/caption_models``, ``GET /interrogator/modes``, ``GET /interrogator/status``;
+* ``GET  /interrogator/caption_models``, ``GET /interrogator/caption_styles``, ``GET /interrogator/modes``,
+  ``GET /interrogator/status``;
 * ``POST /interrogator/prompt`` — clip-interrogator-ext's body (``image`` base64, ``clip_model_name``, ``mode``)
-  plus optional fields (``target``, ``beam_width``, ``sdxl_dual``, ...); returns ``prompt`` and also
-  ``negative_prompt`` and ``caption`` (and ``prompt_l``/``negative_prompt_l`` with ``sdxl_dual``);
+  plus optional fields (``target``, ``caption_style``, ``caption_prompt``, ``beam_width``, ``sdxl_dual``, ...);
+  returns ``prompt`` (the target's main prompt; the negative one in negative mode), ``negative_prompt``,
+  ``caption``, ``prompts`` (every prompt the target needs, by encoder: clip_l / clip_g / t5) and ``notes`` (and
+  ``prompt_l``/``negative_prompt_l`` with ``sdxl_dual``);
 * ``POST /interrogator/score`` — round trip: ``image`` and a ``regenerated`` image and/or a ``prompt`` →
   ``image_similarity``, ``prompt_similarity`` (CLIP cosines);
 * ``POST /interrogator/analyze`` — top labels per table (clip-interrogator-ext's ``medium``/``artist``/...
@@ -32,13 +35,13 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
-from interrogator_core import (DeviceOutOfMemoryError, InterrogatorError, Interrupted, ModelLoadError,
-                               ModelNotFoundError, list_caption_models, list_clip_models, list_modes,
-                               list_targets)
+from interrogator_core import (MAX_BEAM_WIDTH, DeviceOutOfMemoryError, InterrogatorError, Interrupted, ModelLoadError,
+                               ModelNotFoundError, list_caption_models, list_caption_styles, list_clip_models,
+                               list_modes, list_targets)
 from interrogator_core.images import MAX_PIXELS
 
 from .a1111_service import InterrogatorService, get_service
-from .a1111_settings import MAX_BEAM_WIDTH
+from .a1111_settings import AUTO_STYLE
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,8 @@ class _ImageRequest(BaseModel):
 class _TargetRequest(_ImageRequest):
     target: Optional[str] = Field(
         default=None, title="Target model",
-        description="sd15, sd2, sdxl or custom: picks the CLIP model for the diffusion model the prompt is for "
+        description="The diffusion model the prompt is for (see /interrogator/status 'targets': sd15, sd2, sdxl, "
+                    "sdxl-tags, flux, sd35, custom): picks the CLIP model(s) and which prompts are returned "
                     "(custom: clip_model_name). Default: custom when clip_model_name is given, else the "
                     "settings' default target.")
 
@@ -81,6 +85,14 @@ class InterrogatorPromptRequest(_TargetRequest):
                                                   "slower, never worse); default: the settings'.")
     sdxl_dual: bool = Field(default=False, description="Target sdxl: also return prompt_l / negative_prompt_l "
                                                        "for SDXL's CLIP ViT-L/14 encoder.")
+    caption_style: Optional[str] = Field(
+        default=None, title="Caption style",
+        description="short, detailed or tags (see /interrogator/caption_styles; the caption model must be able "
+                    "to write it), or auto: the target's default. Default: the settings'.")
+    caption_prompt: Optional[str] = Field(
+        default=None, title="Caption instruction",
+        description="Free instruction for chat caption models (Qwen-VL, JoyCaption); replaces the style's. "
+                    "Default: the settings'.")
 
 
 class InterrogatorScoreRequest(_TargetRequest):
@@ -111,6 +123,11 @@ class InterrogatorPromptResponse(BaseModel):
     target: Optional[str] = None
     prompt_l: Optional[str] = Field(default=None, description="sdxl_dual: the prompt for SDXL's ViT-L/14 encoder.")
     negative_prompt_l: Optional[str] = Field(default=None, description="sdxl_dual: its negative prompt.")
+    prompts: Dict[str, str] = Field(default_factory=dict,
+                                    description="Every prompt the target needs, by text encoder: clip_l, clip_g, "
+                                                "t5 (e.g. flux: clip_l + t5; sd35: clip_l + clip_g + t5).")
+    notes: List[str] = Field(default_factory=list,
+                             description="Remarks about the result (e.g. Flux does not use a negative prompt).")
 
 
 class InterrogatorScoreResponse(BaseModel):
@@ -228,17 +245,23 @@ def mount(app: FastAPI, service: Optional[InterrogatorService] = None,
     def get_modes() -> List[str]:
         return list_modes()
 
+    def get_caption_styles() -> List[str]:
+        return list_caption_styles()
+
     def get_status() -> Dict[str, Any]:
         s = svc().settings()
         return {"loaded": svc().loaded, "defaults": {"clip_model_name": s.clip_model,
                                                      "caption_model_name": s.caption_model, "mode": s.mode,
-                                                     "target": s.target, "beam_width": s.beam_width},
-                "targets": list_targets()}
+                                                     "target": s.target, "beam_width": s.beam_width,
+                                                     "caption_style": s.caption_style or AUTO_STYLE,
+                                                     "caption_prompt": s.caption_prompt or ""},
+                "targets": list_targets(), "caption_styles": list_caption_styles()}
 
     def post_prompt(req: InterrogatorPromptRequest) -> Dict[str, Any]:
         service_ = svc()
         try:
-            cfg = service_.config_for(req.clip_model_name, req.caption_model_name, req.target, req.sdxl_dual)
+            cfg = service_.config_for(req.clip_model_name, req.caption_model_name, req.target, req.sdxl_dual,
+                                      req.caption_style, req.caption_prompt)
         except Exception as e:
             raise http_error(e) from e
         image = decode_image(req.image, max_bytes())
@@ -247,7 +270,8 @@ def mount(app: FastAPI, service: Optional[InterrogatorService] = None,
                                      caption_model=req.caption_model_name, min_flavors=req.min_flavors,
                                      max_flavors=req.max_flavors, negative_count=req.negative_count,
                                      caption=req.caption, target=req.target, beam_width=req.beam_width,
-                                     sdxl_dual=req.sdxl_dual)
+                                     sdxl_dual=req.sdxl_dual, caption_style=req.caption_style,
+                                     caption_prompt=req.caption_prompt)
         except Exception as e:
             log.warning("/interrogator/prompt failed: %s", e)
             raise http_error(e) from e
@@ -256,7 +280,7 @@ def mount(app: FastAPI, service: Optional[InterrogatorService] = None,
         body = {"prompt": result.prompt, "negative_prompt": result.negative, "caption": result.caption,
                 "mode": result.mode, "clip_model_name": cfg.clip_model, "caption_model_name": caption_model,
                 "similarity": result.similarity, "negative_similarity": result.negative_similarity,
-                "target": cfg.target}
+                "target": cfg.target, "prompts": dict(result.prompts), "notes": list(result.notes)}
         if result.positive_l is not None:
             body.update(prompt_l=result.negative_l if result.mode == "negative" else result.positive_l,
                         negative_prompt_l=result.negative_l)
@@ -306,6 +330,8 @@ def mount(app: FastAPI, service: Optional[InterrogatorService] = None,
                       response_model=List[str], dependencies=deps)
     app.add_api_route("/interrogator/modes", get_modes, methods=["GET"], response_model=List[str],
                       dependencies=deps)
+    app.add_api_route("/interrogator/caption_styles", get_caption_styles, methods=["GET"],
+                      response_model=List[str], dependencies=deps)
     app.add_api_route("/interrogator/status", get_status, methods=["GET"], dependencies=deps)
     app.add_api_route("/interrogator/prompt", post_prompt, methods=["POST"],
                       response_model=InterrogatorPromptResponse, dependencies=deps)

@@ -34,8 +34,10 @@ def normalize_action(value: Any) -> str:
 
 
 def apply_to_processing(p: Any, action: Any, mode: Optional[str] = None,
-                        service: Optional[InterrogatorService] = None) -> Optional[InterrogationResult]:
-    """img2img ``before_process``: interrogate ``p.init_images[0]`` and set ``p.prompt``/``p.negative_prompt``.
+                        service: Optional[InterrogatorService] = None, *, target: Optional[str] = None,
+                        caption_style: Optional[str] = None) -> Optional[InterrogationResult]:
+    """img2img ``before_process``: interrogate ``p.init_images[0]`` and set ``p.prompt``/``p.negative_prompt``
+    (``target`` and ``caption_style``: None or "" take the settings' defaults).
 
     ``fill`` sets only the prompts that are empty (a prompt this hook filled for the previous image of an
     img2img batch counts as empty); ``replace`` sets both. Runs inside the generation, so it neither takes
@@ -61,7 +63,7 @@ def apply_to_processing(p: Any, action: Any, mode: Optional[str] = None,
     s = svc.settings()
     mode = mode or s.mode
     result = svc.prompt(images[0], mode=mode, negative_count=s.negative_count if fill_neg else 0,
-                        lock=False, own_state=False)
+                        target=target or None, caption_style=caption_style or None, lock=False, own_state=False)
     new_pos = "" if result.mode == "negative" else result.prompt  # negative mode fills only the negative
     if fill_pos and new_pos:
         p.prompt = new_pos

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 from interrogator_core import (AnalyzeResult, InterrogationResult, Interrogator, InterrogatorConfig,
-                               OffloadPolicy, RoundTripScore, list_modes)
-from interrogator_core.errors import UnknownNameError
+                               OffloadPolicy, RoundTripScore)
+from interrogator_core.interrogator import check_request
 from interrogator_core.caption import check_family_supported, resolve_caption_model
 from interrogator_core.clip import resolve_clip
 from interrogator_core.targets import CUSTOM
@@ -21,7 +21,7 @@ from interrogator_core import batch as batch_mod
 
 from .a1111_host import make_host, webui_low_vram
 from .a1111_patches import no_autocast
-from .a1111_settings import NO_CAPTION, Settings, _models_path, read_settings
+from .a1111_settings import NO_CAPTION, Settings, _models_path, parse_caption_style, read_settings
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,14 @@ class InterrogatorService:
         return OffloadPolicy.LOW_VRAM if webui_low_vram() else OffloadPolicy.OFFLOAD
 
     def config_for(self, clip_model: Optional[str] = None, caption_model: Optional[str] = None,
-                   target: Optional[str] = None, sdxl_dual: bool = False) -> InterrogatorConfig:
-        """The engine configuration for a call with these arguments (None: the settings' values).
+                   target: Optional[str] = None, sdxl_dual: bool = False, caption_style: Optional[str] = None,
+                   caption_prompt: Optional[str] = None) -> InterrogatorConfig:
+        """The engine configuration for a call with these arguments (None: the settings' values; a caption
+        style ``auto`` or "": the target's default; an empty ``caption_prompt``: the style's own instruction).
 
         The only host policy here is which defaults apply: with no ``target``, a ``clip_model`` named in the
         call means target ``custom`` (an explicit CLIP model wins over the settings' default target). The core
-        resolves the target to its CLIP model (``config.clip_model``) and checks the target's name.
+        resolves the target to its CLIP model (``config.clip_model``) and checks every name and value.
         """
         s = self.settings()
         named_clip = (clip_model or "").strip()
@@ -87,7 +89,10 @@ class InterrogatorService:
             caption = None if caption_model.strip().lower() in ("", NO_CAPTION) else caption_model.strip()
         cfg = dict(clip_model=named_clip or s.clip_model, caption_model=caption, cache_dir=s.cache_dir,
                    model_dirs=(os.path.join(_models_path(), "clip-interrogator"),), offload=self.policy(s),
-                   target=target, sdxl_dual=bool(sdxl_dual))
+                   target=target, sdxl_dual=bool(sdxl_dual),
+                   caption_style=s.caption_style if caption_style is None else parse_caption_style(caption_style),
+                   caption_prompt=s.caption_prompt if caption_prompt is None else (caption_prompt.strip() or None),
+                   trust_remote_code=s.trust_remote_code)
         cfg.update(self._overrides)
         return InterrogatorConfig(**cfg)
 
@@ -103,11 +108,12 @@ class InterrogatorService:
                 check_family_supported(family, config.caption_model)
 
     def interrogator(self, clip_model: Optional[str] = None, caption_model: Optional[str] = None,
-                     target: Optional[str] = None, sdxl_dual: bool = False) -> Interrogator:
+                     target: Optional[str] = None, sdxl_dual: bool = False, caption_style: Optional[str] = None,
+                     caption_prompt: Optional[str] = None) -> Interrogator:
         """The engine for these models (see :meth:`config_for`). A change goes through
         :meth:`Interrogator.reconfigured`, which keeps the models that stay (e.g. the caption model when only
         CLIP changes) and unloads the rest."""
-        cfg = self.config_for(clip_model, caption_model, target=target, sdxl_dual=sdxl_dual)
+        cfg = self.config_for(clip_model, caption_model, target, sdxl_dual, caption_style, caption_prompt)
         self.check_names(cfg)
         with self._lock:
             self._ci = Interrogator(cfg, host=self.host) if self._ci is None else self._ci.reconfigured(cfg)
@@ -171,22 +177,21 @@ class InterrogatorService:
                caption_model: Optional[str] = None, min_flavors: Optional[int] = None,
                max_flavors: Optional[int] = None, negative_count: Optional[int] = None,
                caption: Optional[str] = None, target: Optional[str] = None, beam_width: Optional[int] = None,
-               sdxl_dual: bool = False, lock: bool = True, own_state: bool = True) -> InterrogationResult:
-        """Image → positive + negative prompt + caption (None arguments take the settings' values); with
-        ``sdxl_dual`` (target sdxl) also ``positive_l``/``negative_l`` for SDXL's ViT-L/14 encoder."""
+               sdxl_dual: bool = False, caption_style: Optional[str] = None, caption_prompt: Optional[str] = None,
+               lock: bool = True, own_state: bool = True) -> InterrogationResult:
+        """Image → the target's prompts (``positive``/``negative``, ``prompts`` by encoder, ``notes``) and the
+        caption; None arguments take the settings' values (see :meth:`config_for`)."""
         s = self.settings()
-        mode = mode or s.mode
-        if mode not in list_modes():
-            raise UnknownNameError("mode", mode, list_modes())
+        mode, min_flavors, max_flavors, negative_count, beam_width = check_request(  # before any model loads
+            mode or s.mode, s.min_flavors if min_flavors is None else min_flavors,
+            s.max_flavors if max_flavors is None else max_flavors,
+            s.negative_count if negative_count is None else negative_count,
+            s.beam_width if beam_width is None else beam_width)
         with self.job("interrogate", lock=lock, own_state=own_state):
-            ci = self.interrogator(clip_model, caption_model, target=target, sdxl_dual=sdxl_dual)
-            return ci.interrogate(
-                [image], mode=mode,
-                min_flavors=s.min_flavors if min_flavors is None else int(min_flavors),
-                max_flavors=s.max_flavors if max_flavors is None else int(max_flavors),
-                negative_count=s.negative_count if negative_count is None else int(negative_count),
-                captions=None if caption is None else [caption],
-                beam_width=s.beam_width if beam_width is None else int(beam_width))[0]
+            ci = self.interrogator(clip_model, caption_model, target, sdxl_dual, caption_style, caption_prompt)
+            return ci.interrogate([image], mode=mode, min_flavors=min_flavors, max_flavors=max_flavors,
+                                  negative_count=negative_count, captions=None if caption is None else [caption],
+                                  beam_width=beam_width)[0]
 
     def score(self, image, *, regenerated=None, prompt: Optional[str] = None, clip_model: Optional[str] = None,
               target: Optional[str] = None, lock: bool = True) -> RoundTripScore:
@@ -217,9 +222,10 @@ class InterrogatorService:
         from modules import shared
 
         s = self.settings()
-        mode = mode or s.mode
-        if mode not in list_modes():
-            raise UnknownNameError("mode", mode, list_modes())
+        mode, min_flavors, max_flavors, negative_count, _ = check_request(
+            mode or s.mode, s.min_flavors if min_flavors is None else min_flavors,
+            s.max_flavors if max_flavors is None else max_flavors,
+            s.negative_count if negative_count is None else negative_count, 1)
         root = Path(folder.strip().strip('"')).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"{root} is not a folder")
@@ -244,11 +250,8 @@ class InterrogatorService:
                 if tqdm is not None:
                     tqdm.updateTotal(len(writer.pending(images)))
                 summary = batch_mod.run_batch(
-                    ci, images, writer, mode=mode,
-                    min_flavors=s.min_flavors if min_flavors is None else int(min_flavors),
-                    max_flavors=s.max_flavors if max_flavors is None else int(max_flavors),
-                    negative_count=s.negative_count if negative_count is None else int(negative_count),
-                    chunk_size=ci.config.caption_batch_size, on_progress=progress)
+                    ci, images, writer, mode=mode, min_flavors=min_flavors, max_flavors=max_flavors,
+                    negative_count=negative_count, chunk_size=ci.config.caption_batch_size, on_progress=progress)
             finally:
                 writer.close()
                 if tqdm is not None:

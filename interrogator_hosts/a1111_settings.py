@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, List, Optional
 
-from interrogator_core import TARGETS, list_caption_models, list_caption_styles, list_modes, list_targets
+from interrogator_core import (MAX_BEAM_WIDTH, TARGETS, list_caption_models, list_caption_styles, list_modes,
+                               list_targets)
 from interrogator_core.targets import CUSTOM
 
 log = logging.getLogger(__name__)
@@ -16,7 +17,6 @@ SETTINGS_SECTION = ("prompt_interrogator", "Prompt Interrogator")
 NO_CAPTION = "none"
 #: caption style choice meaning "the target's default" (None in the engine's config)
 AUTO_STYLE = "auto"
-MAX_BEAM_WIDTH = 8
 
 
 def _models_path() -> str:
@@ -73,7 +73,8 @@ def _optional_text(value: Any) -> Optional[str]:
     return str(value or "").strip() or None
 
 
-def _style(value: Any) -> Optional[str]:
+def parse_caption_style(value: Any) -> Optional[str]:
+    """A caption style as typed or stored → the engine's value (``auto`` or empty: None, the target's)."""
     text = str(value or "").strip()
     return None if text.lower() in ("", AUTO_STYLE) else text
 
@@ -121,7 +122,7 @@ class Settings:
         lambda: {"choices": caption_model_choices(), "allow_custom_value": True})
     caption_style: Optional[str] = _option(
         None, "Default caption style (auto: the target's; detailed/tags need a caption model that can write "
-                    "them, e.g. Florence-2, Qwen-VL, JoyCaption)", _style, "Dropdown",
+                    "them, e.g. Florence-2, Qwen-VL, JoyCaption)", parse_caption_style, "Dropdown",
         lambda: {"choices": caption_style_choices()}, stored=AUTO_STYLE)
     caption_prompt: Optional[str] = _option(
         None, "Caption instruction for chat caption models (empty: the style's own; replaces it when given)",

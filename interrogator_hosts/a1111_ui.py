@@ -11,12 +11,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gradio as gr
 
-from interrogator_core import InterrogatorError, Interrupted, TABLE_NAMES, list_modes, list_targets
+from interrogator_core import MAX_BEAM_WIDTH, InterrogatorError, Interrupted, TABLE_NAMES, list_modes, list_targets
 from interrogator_core.targets import CUSTOM
 
 from .a1111_hooks import IMG2IMG_ACTIONS
 from .a1111_service import InterrogatorService, get_service
-from .a1111_settings import MAX_BEAM_WIDTH, NO_CAPTION, caption_model_choices, clip_model_choices, target_info
+from .a1111_settings import (AUTO_STYLE, NO_CAPTION, caption_model_choices, caption_style_choices,
+                             clip_model_choices, target_info)
 from interrogator_core.batch import EXISTING_POLICIES
 
 log = logging.getLogger(__name__)
@@ -68,16 +69,18 @@ class TabCallbacks:
 
     def interrogate(self, image, mode: str, clip_model: str, caption_model: str, min_flavors: float,
                     max_flavors: float, negative_count: float, target: str = CUSTOM, beam_width: float = 1,
-                    sdxl_dual: bool = False) -> Tuple[Any, ...]:
-        """→ (positive, negative, caption, infotext for Send-to, status, positive_l, negative_l).
+                    sdxl_dual: bool = False, caption_style: str = AUTO_STYLE,
+                    caption_prompt: str = "") -> Tuple[Any, ...]:
+        """→ (positive, negative, caption, infotext for Send-to, status, positive_l, negative_l, prompts).
 
         ``clip_model`` counts only with target ``custom``; ``sdxl_dual`` only with target ``sdxl`` (the
         checkbox may stay ticked while another target is picked); ``positive_l``/``negative_l`` are SDXL's
-        ViT-L/14 prompts (empty without ``sdxl_dual``).
+        ViT-L/14 prompts (empty without ``sdxl_dual``); ``prompts``: every prompt the target needs, one
+        ``encoder: prompt`` line each (Flux / SD3.5: clip_l, clip_g, t5); the result's notes go to the status.
         """
         keep = gr.update()
         if image is None:
-            return keep, keep, keep, keep, "Drop an image first.", keep, keep
+            return keep, keep, keep, keep, "Drop an image first.", keep, keep, keep
         target = target or CUSTOM
         dual = bool(sdxl_dual) and target == "sdxl"
         t0 = time.perf_counter()
@@ -85,18 +88,21 @@ class TabCallbacks:
             r = self._svc().prompt(image, mode=mode, clip_model=clip_model, caption_model=caption_model or NO_CAPTION,
                                    min_flavors=int(min_flavors), max_flavors=int(max_flavors),
                                    negative_count=int(negative_count), target=target, beam_width=int(beam_width),
-                                   sdxl_dual=dual)
+                                   sdxl_dual=dual, caption_style=caption_style or AUTO_STYLE,
+                                   caption_prompt=caption_prompt or "")
         except Exception as e:
             _log_failure("interrogate", e)
-            return keep, keep, keep, keep, _error_text(e), keep, keep
+            return keep, keep, keep, keep, _error_text(e), keep, keep, keep
         sims = []
         if r.similarity is not None:
             sims.append(f"prompt similarity {r.similarity:.3f}")
         if r.negative_similarity is not None:
             sims.append(f"negative similarity {r.negative_similarity:.3f}")
         status = f"{r.mode} mode, {time.perf_counter() - t0:.1f} s" + (f"; {', '.join(sims)}" if sims else "")
+        status += "".join(f"\n\n{note}" for note in r.notes)
+        prompts = "\n".join(f"{encoder}: {text}" for encoder, text in r.prompts.items())
         return (r.positive, r.negative, r.caption, infotext(r.positive, r.negative), status, r.positive_l or "",
-                r.negative_l or "")
+                r.negative_l or "", prompts)
 
     @staticmethod
     def target_changed(target: str) -> Tuple[Any, Any]:
@@ -199,6 +205,11 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
         return gr.Dropdown(caption_models, value=s.caption_model or NO_CAPTION, label="Caption model",
                            allow_custom_value=True, elem_id=f"prompt_interrogator_{elem}_caption")
 
+    def style_dropdown(elem: str) -> gr.Dropdown:
+        return gr.Dropdown(caption_style_choices(), value=s.caption_style or AUTO_STYLE, label="Caption style",
+                           info="auto: the target's; detailed/tags need a caption model that writes them",
+                           elem_id=f"prompt_interrogator_{elem}_caption_style")
+
     def target_dropdown() -> gr.Dropdown:
         return gr.Dropdown(list_targets(), value=s.target, label="Target model", info=target_info(),
                            elem_id="prompt_interrogator_prompt_target")
@@ -220,6 +231,11 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
                                             visible=s.target == "sdxl", elem_id="prompt_interrogator_sdxl_dual")
                     clip = clip_dropdown("prompt", interactive=s.target == CUSTOM)
                     caption_model = caption_dropdown("prompt")
+                    with gr.Row():
+                        style = style_dropdown("prompt")
+                        instruction = gr.Textbox(value=s.caption_prompt or "", label="Caption instruction",
+                                                 placeholder="chat caption models only; empty: the style's own",
+                                                 elem_id="prompt_interrogator_caption_prompt")
                     min_f, max_f, neg_n = flavor_sliders()
                     beam = gr.Slider(1, MAX_BEAM_WIDTH, value=s.beam_width, step=1, label="Beam width",
                                      info="1: greedy chain; k > 1: never worse, about k times slower",
@@ -235,14 +251,16 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
                 negative_l = gr.Textbox(label="Negative prompt for SDXL's ViT-L/14 encoder", lines=2,
                                         show_copy_button=True, visible=False,
                                         elem_id="prompt_interrogator_negative_l")
+            prompts = gr.Textbox(label="Prompts by text encoder (clip_l / clip_g / t5: Flux, SD3.5)", lines=4,
+                                 show_copy_button=True, elem_id="prompt_interrogator_prompts")
             caption = gr.Textbox(label="Caption", lines=1)
             status = gr.Markdown("")
             send_text = gr.Textbox(visible=False, elem_id="prompt_interrogator_infotext")
             with gr.Row():
                 _bind_send_buttons(image, send_text)
             go.click(cb.interrogate, inputs=[image, mode, clip, caption_model, min_f, max_f, neg_n, target, beam,
-                                             sdxl_dual],
-                     outputs=[positive, negative, caption, send_text, status, positive_l, negative_l])
+                                             sdxl_dual, style, instruction],
+                     outputs=[positive, negative, caption, send_text, status, positive_l, negative_l, prompts])
             target.change(cb.target_changed, inputs=[target], outputs=[clip, sdxl_dual])
             for control in (target, sdxl_dual):
                 control.change(cb.dual_changed, inputs=[target, sdxl_dual], outputs=[positive_l, negative_l])
@@ -314,11 +332,15 @@ def on_ui_tabs() -> List[Tuple[gr.Blocks, str, str]]:
 
 
 def build_img2img_ui(elem_id: Callable[[str], str] = lambda s: s) -> List[Any]:
-    """The img2img script's controls: [action radio, mode dropdown] (their values reach ``before_process``)."""
+    """The img2img script's controls: [action radio, mode, target, caption style] (their values reach
+    ``before_process`` in this order)."""
     s = get_service().settings()
     with gr.Accordion("Prompt Interrogator", open=False, elem_id=elem_id("prompt_interrogator")):
         with gr.Row():
             action = gr.Radio(list(IMG2IMG_ACTIONS), value="Off", label="Interrogate before generating",
                               elem_id=elem_id("action"))
             mode = gr.Dropdown(list_modes(), value=s.mode, label="Mode", elem_id=elem_id("mode"))
-    return [action, mode]
+            target = gr.Dropdown(list_targets(), value=s.target, label="Target model", elem_id=elem_id("target"))
+            style = gr.Dropdown(caption_style_choices(), value=s.caption_style or AUTO_STYLE, label="Caption style",
+                                elem_id=elem_id("caption_style"))
+    return [action, mode, target, style]

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from interrogator_core import list_targets
+
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes" / "a1111"))
 
 from fixtures import png_b64, webui, webui_models  # noqa: E402,F401
@@ -238,7 +240,7 @@ def test_default_target_setting_applies_unless_a_clip_model_is_named(client, ima
     c, shared, _ = client
     shared.opts.data["prompt_interrogator_target"] = "sd2"
     status = c.get("/interrogator/status").json()
-    assert status["defaults"]["target"] == "sd2" and status["targets"] == ["sd15", "sd2", "sdxl", "custom"]
+    assert status["defaults"]["target"] == "sd2" and status["targets"] == list_targets()
     out = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast"}).json()
     assert out["clip_model_name"] == "ViT-H-14/laion2b_s32b_b79k" and registry_clips == [out["clip_model_name"]]
     named = shared.opts.prompt_interrogator_clip_model
@@ -350,3 +352,68 @@ def test_caption_family_newer_than_the_webuis_transformers_is_422_before_loading
         assert r.status_code == 422, (name, r.text)
         detail = r.json()["detail"]
         assert name in detail and transformers_version() in detail and "needs transformers >=" in detail
+
+
+# -- issue 12: caption styles, instructions, targets flux / sd35 / sdxl-tags ------------------------------------
+
+def test_prompt_flux_returns_clip_l_and_t5_and_no_negative(client, images, registry_clips):
+    c, _, svc = client
+    r = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast", "target": "flux"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert set(out["prompts"]) == {"clip_l", "t5"} and out["target"] == "flux"
+    assert out["clip_model_name"] == "ViT-L-14/openai" and registry_clips == ["ViT-L-14/openai"]
+    assert out["negative_prompt"] == "" and any("negative" in n.lower() for n in out["notes"])
+    assert out["prompt"] == out["prompts"]["clip_l"] and out["caption"] in out["prompts"]["t5"]
+    assert any("cannot write detailed" in n for n in out["notes"]), "BLIP writes short captions only: said so"
+
+
+def test_prompt_sd35_returns_three_encoders_and_a_negative(client, images, registry_clips):
+    c, _, _ = client
+    r = c.post("/interrogator/prompt", json={"image": png_b64(images[1]), "mode": "fast", "target": "sd35"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert set(out["prompts"]) == {"clip_l", "clip_g", "t5"} and out["negative_prompt"]
+    assert out["prompt"] == out["prompts"]["clip_g"]
+    assert sorted(registry_clips) == ["ViT-L-14/openai", "ViT-bigG-14/laion2b_s39b_b160k"]
+
+
+def test_prompt_sdxl_tags(client, images, registry_clips):
+    c, _, _ = client
+    r = c.post("/interrogator/prompt", json={"image": png_b64(images[2]), "mode": "fast", "target": "sdxl-tags"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["target"] == "sdxl-tags" and out["prompt"] and ", " in out["prompt"]
+
+
+@pytest.mark.parametrize("body,words", [
+    ({"caption_style": "fancy"}, ["fancy", "short", "detailed", "tags"]),
+    ({"caption_style": "detailed"}, ["detailed", "short"]),  # set explicitly: BLIP cannot, and says what it can
+    ({"caption_prompt": "Describe the lighting."}, ["takes no instruction"]),
+    ({"target": "sdxl-tagz"}, ["sdxl-tagz", "sdxl-tags"]),
+])
+def test_caption_style_and_instruction_errors_are_400(client, images, body, words):
+    c, _, _ = client
+    r = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast", **body})
+    assert r.status_code == 400, r.text
+    assert all(w in r.json()["detail"] for w in words), r.text
+
+
+def test_caption_style_and_instruction_reach_the_engine(client, images, monkeypatch):
+    """Request values win over the settings' defaults; 'auto' means the target's style."""
+    c, shared, svc = client
+    from interrogator_core import list_caption_styles
+
+    assert c.get("/interrogator/caption_styles").json() == list_caption_styles()
+    shared.opts.data["prompt_interrogator_caption_style"] = "tags"
+    status = c.get("/interrogator/status").json()
+    assert status["defaults"]["caption_style"] == "tags" and status["caption_styles"] == list_caption_styles()
+    seen = []
+    real = svc.config_for
+    monkeypatch.setattr(svc, "config_for", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    for body, style, instruction in (({}, "tags", None), ({"caption_style": "auto"}, None, None),
+                                     ({"caption_style": "short", "caption_prompt": " Be brief. "}, "short",
+                                      "Be brief.")):
+        c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast", **body})
+        assert seen and all((cfg.caption_style, cfg.caption_prompt) == (style, instruction) for cfg in seen), body
+        seen.clear()

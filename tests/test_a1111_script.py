@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes" / "a1111"))
 
-from fixtures import webui, webui_models  # noqa: E402,F401
+from fixtures import registry_clips, second_tiny_clip, webui, webui_models  # noqa: E402,F401
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "prompt_interrogator.py"
@@ -224,3 +224,17 @@ def test_builtin_hook_returns_the_result_prompt(webui, images):
         expected = svc.prompt(images[0], mode=mode).prompt
         assert expected and shared.interrogator.interrogate(images[0]) == expected
     a1111.remove_builtin_hook()
+
+
+def test_img2img_target_and_style_arguments_reach_the_engine(script, images, registry_clips):
+    """API args ["replace", "fast", "flux", ""]: the flux prompt fills the prompt box; Flux has no negative."""
+    s, _, svc = script
+    p = FakeP(images[0], prompt="old prompt", negative_prompt="old negative")
+    s.before_process(p, "replace", "fast", "flux", "")
+    assert svc.interrogator(target="flux").config.target == "flux"
+    result = svc.prompt(images[0], mode="fast", target="flux")
+    assert p.prompt == result.prompt == result.prompts["clip_l"]
+    assert p.negative_prompt == "old negative", "no negative prompt for Flux: the user's stays"
+    p = FakeP(images[0])
+    s.before_process(p, "fill", "fast", "", "detailed")  # BLIP cannot: generation goes on, prompts untouched
+    assert (p.prompt, p.negative_prompt) == ("", "")
