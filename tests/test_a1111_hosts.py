@@ -303,3 +303,10 @@ def test_service_switches_through_reconfigured_keeping_what_stays(webui, tmp_pat
     second = svc.interrogator(clip_model=str(other))
     assert second is not first and calls[-1].clip_model == str(other) and calls[-1].target == "custom"
     assert any(h is caption for h in second.models), "the caption model is taken over, not reloaded"
+
+
+def test_trust_remote_code_setting_reaches_the_engine_and_is_off_by_default(webui):
+    shared, svc = webui
+    assert svc.config_for().trust_remote_code is False
+    shared.opts.data["prompt_interrogator_trust_remote_code"] = True
+    assert svc.config_for().trust_remote_code is True
