@@ -1,7 +1,8 @@
 """Installs Prompt Interrogator's missing dependencies; run by A1111/Forge (and ComfyUI-Manager) at start-up.
 
 Rules:
-* The minimums come from ``requirements.txt`` beside this file (``name>=version`` lines).
+* The requirements come from ``requirements.txt`` beside this file (parsed with ``packaging``, which every
+  webui Python has; pip's vendored copy otherwise).
 * A package that is installed and satisfies its minimum is left alone (no upgrade, no downgrade).
 * torch, torchvision and torchaudio are never installed or changed; every package already installed is pinned
   to its installed version through a constraints file, so installing what is missing cannot move them.
@@ -13,62 +14,74 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
-import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Union
+
+try:
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion, Version
+except ImportError:  # pragma: no cover - pip vendors it wherever pip is
+    from pip._vendor.packaging.requirements import InvalidRequirement, Requirement  # type: ignore[no-redef]
+    from pip._vendor.packaging.utils import canonicalize_name  # type: ignore[no-redef]
+    from pip._vendor.packaging.version import InvalidVersion, Version  # type: ignore[no-redef]
 
 log = logging.getLogger("prompt_interrogator.install")
 
 HERE = Path(__file__).resolve().parent
 NEVER_TOUCH = {"torch", "torchvision", "torchaudio"}
 #: Used when requirements.txt is missing (kept in step with it).
-FALLBACK_REQUIREMENTS: List[Tuple[str, str]] = [
-    ("transformers", "4.30.2"), ("open-clip-torch", "2.20.0"), ("safetensors", "0.3.1"), ("Pillow", "9.5.0"),
-    ("tqdm", "4.0"),
-]
-_REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:>=\s*([0-9][^\s;,#]*))?\s*(?:[;#].*)?$")
+FALLBACK_REQUIREMENTS: List[str] = ["transformers>=4.30.2", "open-clip-torch>=2.20.0", "safetensors>=0.3.1",
+                                    "Pillow>=9.5.0", "tqdm>=4.0"]
 
 
 def canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+    """The normalized distribution name (PEP 503): ``Open_Clip.Torch`` → ``open-clip-torch``."""
+    return canonicalize_name(name)
 
 
-def read_requirements(path: Path = HERE / "requirements.txt") -> List[Tuple[str, str]]:
-    """``(name, minimum)`` pairs (minimum "" when none) from a requirements file, torch family left out."""
-    if not path.is_file():
-        return list(FALLBACK_REQUIREMENTS)
+def parse_requirements(lines: Iterable[str]) -> List[Requirement]:
+    """Requirement lines → :class:`Requirement` objects for this environment: comments, pip options
+    (``-r``, ``--index-url``), lines whose marker does not apply, and the torch family are left out."""
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip() or line.lstrip().startswith(("#", "-")):
+    for line in lines:
+        text = line.split(" #", 1)[0].strip()
+        if not text or text.startswith(("#", "-")):
             continue
-        m = _REQ.match(line)
-        if m is None:
-            log.warning("install.py: ignoring requirement line %r", line)
+        try:
+            req = Requirement(text)
+        except InvalidRequirement as e:
+            log.warning("install.py: ignoring requirement line %r (%s)", line, e)
             continue
-        if canonical(m.group(1)) not in NEVER_TOUCH:
-            out.append((m.group(1), m.group(2) or ""))
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        if canonical(req.name) in NEVER_TOUCH:
+            log.info("install.py: %s is the webui's own; never installed or changed", req.name)
+            continue
+        out.append(req)
     return out
 
 
-def _version_tuple(version: str) -> Tuple:
+def read_requirements(path: Path = HERE / "requirements.txt") -> List[Requirement]:
+    """The requirements of ``path`` (see :func:`parse_requirements`); :data:`FALLBACK_REQUIREMENTS` when it is
+    missing."""
+    if not path.is_file():
+        return parse_requirements(FALLBACK_REQUIREMENTS)
+    return parse_requirements(path.read_text(encoding="utf-8").splitlines())
+
+
+def satisfies(installed: str, requirement: Union[str, Requirement]) -> bool:
+    """Whether version ``installed`` meets ``requirement``'s specifier (local versions such as ``+cu121`` and
+    pre-releases count). A version that does not parse is trusted: the host's package is never replaced."""
+    req = requirement if isinstance(requirement, Requirement) else Requirement(requirement)
     try:
-        from packaging.version import Version
-
-        return (Version(version),)
-    except Exception:
-        parts = []
-        for piece in re.split(r"[.+-]", version):
-            if not piece.isdigit():
-                break
-            parts.append(int(piece))
-        return tuple(parts)
-
-
-def satisfies(installed: str, minimum: str) -> bool:
-    return not minimum or _version_tuple(installed) >= _version_tuple(minimum)
+        return req.specifier.contains(Version(installed), prereleases=True)
+    except InvalidVersion:
+        log.warning("install.py: cannot read %s's version %r; leaving it as it is", req.name, installed)
+        return True
 
 
 def installed_version(name: str) -> Optional[str]:
@@ -78,27 +91,29 @@ def installed_version(name: str) -> Optional[str]:
         return None
 
 
-def plan(requirements: List[Tuple[str, str]], version_of: Callable[[str], Optional[str]] = installed_version,
+def plan(requirements: Iterable[Union[str, Requirement]],
+         version_of: Callable[[str], Optional[str]] = installed_version,
          is_installed: Optional[Callable[[str], bool]] = None) -> List[str]:
-    """The pip specifiers to install: missing packages, and installed ones older than their minimum."""
+    """The pip specifiers to install: missing packages, and installed ones that do not meet their requirement."""
     todo = []
-    for name, minimum in requirements:
-        if canonical(name) in NEVER_TOUCH:
-            log.warning("install.py: not installing %s: the webui's own build is kept", name)
+    for req in requirements:
+        req = req if isinstance(req, Requirement) else Requirement(req)
+        if canonical(req.name) in NEVER_TOUCH:
+            log.warning("install.py: not installing %s: the webui's own build is kept", req.name)
             continue
-        version = version_of(name)
-        if version is None and is_installed is not None and is_installed(name):
+        version = version_of(req.name)
+        if version is None and is_installed is not None and is_installed(req.name):
             continue  # present without metadata (vendored): trust the host
-        if version is None or not satisfies(version, minimum):
+        if version is None or not satisfies(version, req):
             if version is not None:
-                log.warning("install.py: %s %s is older than the required %s; upgrading it", name, version, minimum)
-            todo.append(f"{name}>={minimum}" if minimum else name)
+                log.warning("install.py: %s %s does not meet %s; upgrading it", req.name, version, req)
+            todo.append(str(req))
     return todo
 
 
 def constraints(skip: List[str]) -> str:
     """A constraints file's text pinning every installed distribution (except ``skip``) to its version."""
-    skip_set = {canonical(re.split(r"[<>=!~ ]", s, 1)[0]) for s in skip}
+    skip_set = {canonical(Requirement(s).name) for s in skip}
     pins: Dict[str, str] = {}
     for dist in importlib.metadata.distributions():
         name = dist.metadata.get("Name") if dist.metadata else None

@@ -3,18 +3,23 @@
 Routes (mounted by ``on_app_started``; every call that uses a model runs under A1111's ``queue_lock``):
 
 * ``GET  /interrogator/models`` — CLIP model names (a list, like clip-interrogator-ext);
-* ``GET  /interrogator/caption_models``, ``GET /interrogator/modes``, ``GET /interrogator/status``;
+* ``GET  /interrogator/caption_models``, ``GET /interrogator/caption_styles``, ``GET /interrogator/modes``,
+  ``GET /interrogator/status``;
 * ``POST /interrogator/prompt`` — clip-interrogator-ext's body (``image`` base64, ``clip_model_name``, ``mode``)
-  plus optional fields (``target``, ``beam_width``, ``sdxl_dual``, ...); returns ``prompt`` and also
-  ``negative_prompt`` and ``caption`` (and ``prompt_l``/``negative_prompt_l`` with ``sdxl_dual``);
+  plus optional fields (``target``, ``caption_style``, ``caption_prompt``, ``beam_width``, ``sdxl_dual``, ...);
+  returns ``prompt`` (the target's main prompt; the negative one in negative mode), ``negative_prompt``,
+  ``caption``, ``prompts`` (every prompt the target needs, by encoder: clip_l / clip_g / t5) and ``notes`` (and
+  ``prompt_l``/``negative_prompt_l`` with ``sdxl_dual``);
 * ``POST /interrogator/score`` — round trip: ``image`` and a ``regenerated`` image and/or a ``prompt`` →
   ``image_similarity``, ``prompt_similarity`` (CLIP cosines);
 * ``POST /interrogator/analyze`` — top labels per table (clip-interrogator-ext's ``medium``/``artist``/...
   keys, plus ``tables``);
 * ``POST /interrogator/unload`` — free the models.
 
-Bad input gives 4xx with a message: 400 (not base64, not an image, unknown name), 413 (image too large),
-404 (model not found), 409 (interrupted), 507 (out of memory).
+Bad input gives 4xx with a message: 400 (not base64, not an image, unknown name, bad value), 413 (image too
+large), 404 (model not found), 422 (a field out of range; a model that is there but cannot be loaded, e.g. a
+caption family that needs a newer transformers), 409 (interrupted), 507 (out of memory). Names are checked
+before any model loads.
 """
 from __future__ import annotations
 
@@ -30,12 +35,13 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
-from interrogator_core import (DeviceOutOfMemoryError, ImageError, InterrogatorError, Interrupted,
-                               ModelNotFoundError, list_caption_models, list_clip_models, list_modes,
-                               list_targets)
+from interrogator_core import (MAX_BEAM_WIDTH, DeviceOutOfMemoryError, InterrogatorError, Interrupted, ModelLoadError,
+                               ModelNotFoundError, list_caption_models, list_caption_styles, list_clip_models,
+                               list_modes, list_targets)
 from interrogator_core.images import MAX_PIXELS
 
-from .a1111 import MAX_BEAM_WIDTH, InterrogatorService, get_service
+from .a1111_service import InterrogatorService, get_service
+from .a1111_settings import AUTO_STYLE
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +64,8 @@ class _ImageRequest(BaseModel):
 class _TargetRequest(_ImageRequest):
     target: Optional[str] = Field(
         default=None, title="Target model",
-        description="sd15, sd2, sdxl or custom: picks the CLIP model for the diffusion model the prompt is for "
+        description="The diffusion model the prompt is for (see /interrogator/status 'targets': sd15, sd2, sdxl, "
+                    "sdxl-tags, flux, sd35, custom): picks the CLIP model(s) and which prompts are returned "
                     "(custom: clip_model_name). Default: custom when clip_model_name is given, else the "
                     "settings' default target.")
 
@@ -78,6 +85,14 @@ class InterrogatorPromptRequest(_TargetRequest):
                                                   "slower, never worse); default: the settings'.")
     sdxl_dual: bool = Field(default=False, description="Target sdxl: also return prompt_l / negative_prompt_l "
                                                        "for SDXL's CLIP ViT-L/14 encoder.")
+    caption_style: Optional[str] = Field(
+        default=None, title="Caption style",
+        description="short, detailed or tags (see /interrogator/caption_styles; the caption model must be able "
+                    "to write it), or auto: the target's default. Default: the settings'.")
+    caption_prompt: Optional[str] = Field(
+        default=None, title="Caption instruction",
+        description="Free instruction for chat caption models (Qwen-VL, JoyCaption); replaces the style's. "
+                    "Default: the settings'.")
 
 
 class InterrogatorScoreRequest(_TargetRequest):
@@ -108,6 +123,11 @@ class InterrogatorPromptResponse(BaseModel):
     target: Optional[str] = None
     prompt_l: Optional[str] = Field(default=None, description="sdxl_dual: the prompt for SDXL's ViT-L/14 encoder.")
     negative_prompt_l: Optional[str] = Field(default=None, description="sdxl_dual: its negative prompt.")
+    prompts: Dict[str, str] = Field(default_factory=dict,
+                                    description="Every prompt the target needs, by text encoder: clip_l, clip_g, "
+                                                "t5 (e.g. flux: clip_l + t5; sd35: clip_l + clip_g + t5).")
+    notes: List[str] = Field(default_factory=list,
+                             description="Remarks about the result (e.g. Flux does not use a negative prompt).")
 
 
 class InterrogatorScoreResponse(BaseModel):
@@ -143,33 +163,39 @@ def decode_image(data: str, max_bytes: int, field: str = "image") -> Image.Image
     if len(raw) > max_bytes:
         raise HTTPException(status_code=413, detail=f"'{field}': image is larger than "
                                                     f"{max_bytes / 2**20:.1f} MB")
+    too_many = f"'{field}': image has too many pixels (at most {MAX_PIXELS:,})"
     try:
+        # Image.open reads only the header, but refuses (or warns about) a huge size itself, before we see it:
+        # that is the same "too many pixels", not an unreadable image.
         im = Image.open(io.BytesIO(raw))
-        if im.width * im.height > MAX_PIXELS:
-            raise HTTPException(status_code=413, detail=f"'{field}': image has too many pixels "
-                                                        f"({im.width}x{im.height})")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise HTTPException(status_code=413, detail=f"{too_many}: {e}") from e
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise HTTPException(status_code=400, detail=f"'{field}' is not a readable image ({e})") from e
+    if im.width * im.height > MAX_PIXELS:  # checked before anything is decoded
+        raise HTTPException(status_code=413, detail=f"{too_many}: {im.width}x{im.height}")
+    try:
         im.load()
-    except HTTPException:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise HTTPException(status_code=400, detail=f"'{field}' is not a readable image ({e})") from e
     return im
 
 
 def http_error(e: BaseException) -> HTTPException:
-    """Engine errors → HTTP status with the engine's message."""
+    """Engine errors → the documented 4xx with the engine's message (507 for out of memory); anything else is a
+    bug and stays a 500."""
     if isinstance(e, HTTPException):
         return e
     if isinstance(e, ModelNotFoundError):
         return HTTPException(status_code=404, detail=str(e))
+    if isinstance(e, ModelLoadError):
+        return HTTPException(status_code=422, detail=str(e))
     if isinstance(e, Interrupted):
         return HTTPException(status_code=409, detail=str(e) or "interrupted")
     if isinstance(e, DeviceOutOfMemoryError):
         return HTTPException(status_code=507, detail=str(e))
-    if isinstance(e, (ImageError, ValueError)):
+    if isinstance(e, (InterrogatorError, ValueError)):
         return HTTPException(status_code=400, detail=str(e))
-    if isinstance(e, InterrogatorError):
-        return HTTPException(status_code=500, detail=str(e))
     return HTTPException(status_code=500, detail=f"{type(e).__name__}: {e}")
 
 
@@ -219,52 +245,64 @@ def mount(app: FastAPI, service: Optional[InterrogatorService] = None,
     def get_modes() -> List[str]:
         return list_modes()
 
+    def get_caption_styles() -> List[str]:
+        return list_caption_styles()
+
     def get_status() -> Dict[str, Any]:
         s = svc().settings()
         return {"loaded": svc().loaded, "defaults": {"clip_model_name": s.clip_model,
                                                      "caption_model_name": s.caption_model, "mode": s.mode,
-                                                     "target": s.target, "beam_width": s.beam_width},
-                "targets": list_targets()}
+                                                     "target": s.target, "beam_width": s.beam_width,
+                                                     "caption_style": s.caption_style or AUTO_STYLE,
+                                                     "caption_prompt": s.caption_prompt or ""},
+                "targets": list_targets(), "caption_styles": list_caption_styles()}
 
     def post_prompt(req: InterrogatorPromptRequest) -> Dict[str, Any]:
-        image = decode_image(req.image, max_bytes())
         service_ = svc()
+        try:
+            cfg = service_.config_for(req.clip_model_name, req.caption_model_name, req.target, req.sdxl_dual,
+                                      req.caption_style, req.caption_prompt)
+        except Exception as e:
+            raise http_error(e) from e
+        image = decode_image(req.image, max_bytes())
         try:
             result = service_.prompt(image, mode=req.mode, clip_model=req.clip_model_name,
                                      caption_model=req.caption_model_name, min_flavors=req.min_flavors,
                                      max_flavors=req.max_flavors, negative_count=req.negative_count,
                                      caption=req.caption, target=req.target, beam_width=req.beam_width,
-                                     sdxl_dual=req.sdxl_dual)
-            clip_model = service_.clip_model_for(req.clip_model_name, req.target)
+                                     sdxl_dual=req.sdxl_dual, caption_style=req.caption_style,
+                                     caption_prompt=req.caption_prompt)
         except Exception as e:
             log.warning("/interrogator/prompt failed: %s", e)
             raise http_error(e) from e
-        s = service_.settings()
-        caption_model = s.caption_model if req.caption_model_name is None else req.caption_model_name
-        body = {"prompt": result.negative if result.mode == "negative" else result.positive,
-                "negative_prompt": result.negative, "caption": result.caption, "mode": result.mode,
-                "clip_model_name": clip_model, "caption_model_name": caption_model,
+        caption_model = service_.settings().caption_model if req.caption_model_name is None else \
+            req.caption_model_name
+        body = {"prompt": result.prompt, "negative_prompt": result.negative, "caption": result.caption,
+                "mode": result.mode, "clip_model_name": cfg.clip_model, "caption_model_name": caption_model,
                 "similarity": result.similarity, "negative_similarity": result.negative_similarity,
-                "target": service_.target_for(req.target, req.clip_model_name)}
+                "target": cfg.target, "prompts": dict(result.prompts), "notes": list(result.notes)}
         if result.positive_l is not None:
             body.update(prompt_l=result.negative_l if result.mode == "negative" else result.positive_l,
                         negative_prompt_l=result.negative_l)
         return body
 
     def post_score(req: InterrogatorScoreRequest) -> Dict[str, Any]:
+        service_ = svc()
+        try:
+            cfg = service_.config_for(req.clip_model_name, target=req.target)
+        except Exception as e:
+            raise http_error(e) from e
         limit = max_bytes()
         image = decode_image(req.image, limit)
         regenerated = decode_image(req.regenerated, limit, "regenerated") if req.regenerated else None
-        service_ = svc()
         try:
             result = service_.score(image, regenerated=regenerated, prompt=req.prompt,
                                     clip_model=req.clip_model_name, target=req.target)
-            clip_model = service_.clip_model_for(req.clip_model_name, req.target)
         except Exception as e:
             log.warning("/interrogator/score failed: %s", e)
             raise http_error(e) from e
         return {"image_similarity": result.image_similarity, "prompt_similarity": result.prompt_similarity,
-                "clip_model_name": clip_model, "target": service_.target_for(req.target, req.clip_model_name)}
+                "clip_model_name": cfg.clip_model, "target": cfg.target}
 
     def post_analyze(req: InterrogatorAnalyzeRequest) -> Dict[str, Any]:
         image = decode_image(req.image, max_bytes())
@@ -292,6 +330,8 @@ def mount(app: FastAPI, service: Optional[InterrogatorService] = None,
                       response_model=List[str], dependencies=deps)
     app.add_api_route("/interrogator/modes", get_modes, methods=["GET"], response_model=List[str],
                       dependencies=deps)
+    app.add_api_route("/interrogator/caption_styles", get_caption_styles, methods=["GET"],
+                      response_model=List[str], dependencies=deps)
     app.add_api_route("/interrogator/status", get_status, methods=["GET"], dependencies=deps)
     app.add_api_route("/interrogator/prompt", post_prompt, methods=["POST"],
                       response_model=InterrogatorPromptResponse, dependencies=deps)
@@ -304,6 +344,6 @@ def mount(app: FastAPI, service: Optional[InterrogatorService] = None,
 def on_app_started(demo: Any, app: FastAPI) -> None:
     """``script_callbacks.on_app_started`` callback (``demo`` is None with ``--nowebui``)."""
     mount(app)
-    from .a1111 import install_builtin_hook
+    from .a1111_hooks import install_builtin_hook
 
     install_builtin_hook()

@@ -11,10 +11,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gradio as gr
 
-from interrogator_core import Interrupted, TABLE_NAMES, list_caption_models, list_modes, list_targets
+from interrogator_core import MAX_BEAM_WIDTH, InterrogatorError, Interrupted, TABLE_NAMES, list_modes, list_targets
 from interrogator_core.targets import CUSTOM
 
-from .a1111 import IMG2IMG_ACTIONS, MAX_BEAM_WIDTH, NO_CAPTION, InterrogatorService, get_service, target_info
+from .a1111_hooks import IMG2IMG_ACTIONS
+from .a1111_service import InterrogatorService, get_service
+from .a1111_settings import (AUTO_STYLE, NO_CAPTION, caption_model_choices, caption_style_choices,
+                             clip_model_choices, target_info)
 from interrogator_core.batch import EXISTING_POLICIES
 
 log = logging.getLogger(__name__)
@@ -45,14 +48,11 @@ def copypaste_module():
     return module
 
 
-def _clip_choices() -> List[str]:
-    try:
-        from interrogator_core import list_clip_models
-
-        return list_clip_models()
-    except Exception as e:  # open_clip missing: the user can still type a name
-        log.warning("cannot list CLIP models: %s", e)
-        return []
+def _log_failure(what: str, e: BaseException) -> None:
+    """Expected failures (interrupt, bad input, missing files, engine errors) as a warning; others with a
+    traceback."""
+    expected = isinstance(e, (Interrupted, ValueError, OSError, InterrogatorError))
+    (log.warning if expected else log.exception)("%s failed: %s", what, e)
 
 
 def _error_text(e: BaseException) -> str:
@@ -69,16 +69,18 @@ class TabCallbacks:
 
     def interrogate(self, image, mode: str, clip_model: str, caption_model: str, min_flavors: float,
                     max_flavors: float, negative_count: float, target: str = CUSTOM, beam_width: float = 1,
-                    sdxl_dual: bool = False) -> Tuple[Any, ...]:
-        """→ (positive, negative, caption, infotext for Send-to, status, positive_l, negative_l).
+                    sdxl_dual: bool = False, caption_style: str = AUTO_STYLE,
+                    caption_prompt: str = "") -> Tuple[Any, ...]:
+        """→ (positive, negative, caption, infotext for Send-to, status, positive_l, negative_l, prompts).
 
         ``clip_model`` counts only with target ``custom``; ``sdxl_dual`` only with target ``sdxl`` (the
         checkbox may stay ticked while another target is picked); ``positive_l``/``negative_l`` are SDXL's
-        ViT-L/14 prompts (empty without ``sdxl_dual``).
+        ViT-L/14 prompts (empty without ``sdxl_dual``); ``prompts``: every prompt the target needs, one
+        ``encoder: prompt`` line each (Flux / SD3.5: clip_l, clip_g, t5); the result's notes go to the status.
         """
         keep = gr.update()
         if image is None:
-            return keep, keep, keep, keep, "Drop an image first.", keep, keep
+            return keep, keep, keep, keep, "Drop an image first.", keep, keep, keep
         target = target or CUSTOM
         dual = bool(sdxl_dual) and target == "sdxl"
         t0 = time.perf_counter()
@@ -86,19 +88,21 @@ class TabCallbacks:
             r = self._svc().prompt(image, mode=mode, clip_model=clip_model, caption_model=caption_model or NO_CAPTION,
                                    min_flavors=int(min_flavors), max_flavors=int(max_flavors),
                                    negative_count=int(negative_count), target=target, beam_width=int(beam_width),
-                                   sdxl_dual=dual)
+                                   sdxl_dual=dual, caption_style=caption_style or AUTO_STYLE,
+                                   caption_prompt=caption_prompt or "")
         except Exception as e:
-            (log.exception if not isinstance(e, (Interrupted, ValueError, OSError)) else log.warning)(
-                "interrogate failed: %s", e)
-            return keep, keep, keep, keep, _error_text(e), keep, keep
+            _log_failure("interrogate", e)
+            return keep, keep, keep, keep, _error_text(e), keep, keep, keep
         sims = []
         if r.similarity is not None:
             sims.append(f"prompt similarity {r.similarity:.3f}")
         if r.negative_similarity is not None:
             sims.append(f"negative similarity {r.negative_similarity:.3f}")
         status = f"{r.mode} mode, {time.perf_counter() - t0:.1f} s" + (f"; {', '.join(sims)}" if sims else "")
+        status += "".join(f"\n\n{note}" for note in r.notes)
+        prompts = "\n".join(f"{encoder}: {text}" for encoder, text in r.prompts.items())
         return (r.positive, r.negative, r.caption, infotext(r.positive, r.negative), status, r.positive_l or "",
-                r.negative_l or "")
+                r.negative_l or "", prompts)
 
     @staticmethod
     def target_changed(target: str) -> Tuple[Any, Any]:
@@ -118,8 +122,7 @@ class TabCallbacks:
         try:
             r = self._svc().score(image, regenerated=regenerated, prompt=prompt or None, clip_model=clip_model)
         except Exception as e:
-            (log.exception if not isinstance(e, (Interrupted, ValueError, OSError)) else log.warning)(
-                "round-trip score failed: %s", e)
+            _log_failure("round-trip score", e)
             return _error_text(e)
         return r.to_text()
 
@@ -133,7 +136,7 @@ class TabCallbacks:
             r = self._svc().analyze(image, clip_model=clip_model, caption_model=caption_model or None,
                                     top_n=int(top_n), with_caption=bool(with_caption))
         except Exception as e:
-            log.warning("analyze failed: %s", e)
+            _log_failure("analyze", e)
             return tuple([keep] * len(ANALYZE_TABLES)) + (keep, _error_text(e))
         labels = tuple({label: float(sim) for label, sim in r.tables.get(t, [])} for t in ANALYZE_TABLES)
         return labels + (r.to_text(), "Done.")
@@ -154,8 +157,7 @@ class TabCallbacks:
                 clip_model=clip_model, caption_model=caption_model or NO_CAPTION, min_flavors=int(min_flavors),
                 max_flavors=int(max_flavors), negative_count=int(negative_count), on_progress=on_progress)
         except Exception as e:
-            (log.exception if not isinstance(e, (Interrupted, ValueError, OSError)) else log.warning)(
-                "batch failed: %s", e)
+            _log_failure("batch", e)
             return _error_text(e)
         return summary.to_text()
 
@@ -192,8 +194,8 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
     cb = callbacks or TabCallbacks()
     s = get_service().settings()
     modes = list_modes()
-    clip_models = _clip_choices()
-    caption_models = list_caption_models() + [NO_CAPTION]
+    clip_models = clip_model_choices()
+    caption_models = caption_model_choices()
 
     def clip_dropdown(elem: str, interactive: bool = True) -> gr.Dropdown:
         return gr.Dropdown(clip_models, value=s.clip_model, label="CLIP model", allow_custom_value=True,
@@ -202,6 +204,11 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
     def caption_dropdown(elem: str) -> gr.Dropdown:
         return gr.Dropdown(caption_models, value=s.caption_model or NO_CAPTION, label="Caption model",
                            allow_custom_value=True, elem_id=f"prompt_interrogator_{elem}_caption")
+
+    def style_dropdown(elem: str) -> gr.Dropdown:
+        return gr.Dropdown(caption_style_choices(), value=s.caption_style or AUTO_STYLE, label="Caption style",
+                           info="auto: the target's; detailed/tags need a caption model that writes them",
+                           elem_id=f"prompt_interrogator_{elem}_caption_style")
 
     def target_dropdown() -> gr.Dropdown:
         return gr.Dropdown(list_targets(), value=s.target, label="Target model", info=target_info(),
@@ -224,6 +231,11 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
                                             visible=s.target == "sdxl", elem_id="prompt_interrogator_sdxl_dual")
                     clip = clip_dropdown("prompt", interactive=s.target == CUSTOM)
                     caption_model = caption_dropdown("prompt")
+                    with gr.Row():
+                        style = style_dropdown("prompt")
+                        instruction = gr.Textbox(value=s.caption_prompt or "", label="Caption instruction",
+                                                 placeholder="chat caption models only; empty: the style's own",
+                                                 elem_id="prompt_interrogator_caption_prompt")
                     min_f, max_f, neg_n = flavor_sliders()
                     beam = gr.Slider(1, MAX_BEAM_WIDTH, value=s.beam_width, step=1, label="Beam width",
                                      info="1: greedy chain; k > 1: never worse, about k times slower",
@@ -239,14 +251,16 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
                 negative_l = gr.Textbox(label="Negative prompt for SDXL's ViT-L/14 encoder", lines=2,
                                         show_copy_button=True, visible=False,
                                         elem_id="prompt_interrogator_negative_l")
+            prompts = gr.Textbox(label="Prompts by text encoder (clip_l / clip_g / t5: Flux, SD3.5)", lines=4,
+                                 show_copy_button=True, elem_id="prompt_interrogator_prompts")
             caption = gr.Textbox(label="Caption", lines=1)
             status = gr.Markdown("")
             send_text = gr.Textbox(visible=False, elem_id="prompt_interrogator_infotext")
             with gr.Row():
                 _bind_send_buttons(image, send_text)
             go.click(cb.interrogate, inputs=[image, mode, clip, caption_model, min_f, max_f, neg_n, target, beam,
-                                             sdxl_dual],
-                     outputs=[positive, negative, caption, send_text, status, positive_l, negative_l])
+                                             sdxl_dual, style, instruction],
+                     outputs=[positive, negative, caption, send_text, status, positive_l, negative_l, prompts])
             target.change(cb.target_changed, inputs=[target], outputs=[clip, sdxl_dual])
             for control in (target, sdxl_dual):
                 control.change(cb.dual_changed, inputs=[target, sdxl_dual], outputs=[positive_l, negative_l])
@@ -318,11 +332,15 @@ def on_ui_tabs() -> List[Tuple[gr.Blocks, str, str]]:
 
 
 def build_img2img_ui(elem_id: Callable[[str], str] = lambda s: s) -> List[Any]:
-    """The img2img script's controls: [action radio, mode dropdown] (their values reach ``before_process``)."""
+    """The img2img script's controls: [action radio, mode, target, caption style] (their values reach
+    ``before_process`` in this order)."""
     s = get_service().settings()
     with gr.Accordion("Prompt Interrogator", open=False, elem_id=elem_id("prompt_interrogator")):
         with gr.Row():
             action = gr.Radio(list(IMG2IMG_ACTIONS), value="Off", label="Interrogate before generating",
                               elem_id=elem_id("action"))
             mode = gr.Dropdown(list_modes(), value=s.mode, label="Mode", elem_id=elem_id("mode"))
-    return [action, mode]
+            target = gr.Dropdown(list_targets(), value=s.target, label="Target model", elem_id=elem_id("target"))
+            style = gr.Dropdown(caption_style_choices(), value=s.caption_style or AUTO_STYLE, label="Caption style",
+                                elem_id=elem_id("caption_style"))
+    return [action, mode, target, style]

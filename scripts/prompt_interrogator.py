@@ -27,7 +27,8 @@ script_callbacks.on_script_unloaded(a1111.remove_builtin_hook)
 class PromptInterrogatorScript(scripts.Script):
     """img2img: "Interrogate before generating" (off / fill empty prompts / replace) from the init image.
 
-    API: ``"alwayson_scripts": {"prompt interrogator": {"args": ["replace", "best"]}}``.
+    API: ``"alwayson_scripts": {"prompt interrogator": {"args": ["replace", "best"]}}``, optionally followed by
+    a target and a caption style (``["fill", "best", "flux", "detailed"]``; "" = the settings' default).
     """
 
     def title(self) -> str:
@@ -39,9 +40,10 @@ class PromptInterrogatorScript(scripts.Script):
     def ui(self, is_img2img: bool):
         return a1111_ui.build_img2img_ui(self.elem_id)
 
-    def before_process(self, p, action=None, mode=None, *args) -> None:
+    def before_process(self, p, action=None, mode=None, target=None, caption_style=None, *args) -> None:
         try:
-            a1111.apply_to_processing(p, action, mode or None)
+            a1111.apply_to_processing(p, action, mode or None, target=target or None,
+                                      caption_style=caption_style or None)
         except Exception as e:  # never stop the generation: it runs with the prompts the user gave
             log.error("Prompt Interrogator: prompts left unchanged: %s", e,
                       exc_info=not isinstance(e, (ValueError, InterrogatorError)))

@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from interrogator_core import list_targets
+
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes" / "a1111"))
 
-from fixtures import png_b64, webui  # noqa: E402,F401
+from fixtures import png_b64, webui, webui_models  # noqa: E402,F401
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -238,10 +240,180 @@ def test_default_target_setting_applies_unless_a_clip_model_is_named(client, ima
     c, shared, _ = client
     shared.opts.data["prompt_interrogator_target"] = "sd2"
     status = c.get("/interrogator/status").json()
-    assert status["defaults"]["target"] == "sd2" and status["targets"] == ["sd15", "sd2", "sdxl", "custom"]
+    assert status["defaults"]["target"] == "sd2" and status["targets"] == list_targets()
     out = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast"}).json()
     assert out["clip_model_name"] == "ViT-H-14/laion2b_s32b_b79k" and registry_clips == [out["clip_model_name"]]
     named = shared.opts.prompt_interrogator_clip_model
     out = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast",
                                                "clip_model_name": named}).json()
     assert out["clip_model_name"] == named and out["target"] == "custom", "an explicit CLIP model wins"
+
+
+# -- issue 13: inside a real webui -----------------------------------------------------------------------------
+
+def _huge_png_b64(side: int = 20000) -> str:
+    """A valid black 1-bit PNG of side x side pixels (about 50 KB compressed; never decoded by the tests)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    z = zlib.compressobj(9)
+    row = b"\x00" * (1 + (side + 7) // 8)
+    idat = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0))
+           + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return base64.b64encode(png).decode()
+
+
+def test_prompt_20000_square_png_is_413_not_400(client):
+    """Pillow's own decompression-bomb check fires first for this size; it is still "too many pixels"."""
+    c, _, svc = client
+    r = c.post("/interrogator/prompt", json={"image": _huge_png_b64()})
+    assert r.status_code == 413, r.text
+    assert "too many pixels" in r.json()["detail"]
+    assert svc.loaded["models"] == [], "nothing loaded for a refused image"
+
+
+@pytest.fixture
+def broken_caption(tmp_path, webui_models):
+    """A caption folder whose config is fine but whose weights are garbage: it resolves, then fails to load."""
+    import shutil
+
+    folder = tmp_path / "broken-blip"
+    shutil.copytree(webui_models["blip"], folder)
+    for weights in folder.glob("*.safetensors"):
+        weights.write_bytes(b"not safetensors at all")
+    return folder
+
+
+def test_caption_model_that_fails_to_load_is_422_naming_it(client, images, broken_caption):
+    c, _, _ = client
+    r = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast",
+                                             "caption_model_name": str(broken_caption)})
+    assert r.status_code == 422, r.text
+    assert str(broken_caption) in r.json()["detail"]
+
+
+def test_names_are_checked_before_any_model_loads(client, images, broken_caption, monkeypatch):
+    """An unknown CLIP name is reported (4xx, named) even when the caption model would fail first, and no model
+    is loaded for a request that names a bad model."""
+    c, _, svc = client
+    import interrogator_core.interrogator as engine
+
+    loads = []
+    for name in ("load_clip", "load_captioner"):
+        real = getattr(engine, name)
+        monkeypatch.setattr(engine, name, lambda *a, _real=real, _n=name, **k: loads.append(_n) or _real(*a, **k))
+    for body in ({"clip_model_name": "ViT-Nope-99/none", "caption_model_name": str(broken_caption)},
+                 {"clip_model_name": "ViT-L-14/nope"},
+                 {"caption_model_name": "blip-nope"},
+                 {"caption_model_name": str(broken_caption.parent / "missing-folder")}):
+        r = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast", **body})
+        bad = next(v for v in body.values() if "nope" in v.lower() or "missing" in v)
+        assert 400 <= r.status_code < 500, (body, r.text)
+        assert bad.split("/")[0] in r.json()["detail"] or bad in r.json()["detail"], (body, r.text)
+    assert loads == [], "validation happens before any model load"
+
+
+def test_webui_safe_unpickler_is_active_and_our_models_pass_it(client, images):
+    """The fake webui refuses pickles as A1111 does; the test models are safetensors, so nothing is refused."""
+    c, _, _ = client
+    from modules import safe
+
+    import torch
+
+    assert torch.load is safe.load
+    r = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast"})
+    assert r.status_code == 200, r.text
+    assert r.json()["caption"] and safe.refused == []
+
+
+def test_caption_family_newer_than_the_webuis_transformers_is_422_before_loading(client, images, monkeypatch):
+    """A1111 pins transformers 4.30.2: a listed family that needs more gives the core's one version error."""
+    c, _, svc = client
+    from interrogator_core import list_caption_models
+    from interrogator_core.caption import CAPTION_MODELS, FAMILIES, transformers_version
+    import interrogator_core.interrogator as engine
+
+    monkeypatch.setattr(engine, "load_captioner", lambda *a, **k: pytest.fail("nothing may load"))
+    listed = c.get("/interrogator/caption_models").json()
+    assert listed == list_caption_models() and "florence2-base" in listed, "new families are in the menu"
+    from packaging.version import Version
+
+    too_new = [n for n in listed if Version(FAMILIES[CAPTION_MODELS[n].family].min_transformers)
+               > Version(transformers_version())]
+    if not too_new:
+        pytest.skip(f"transformers {transformers_version()} has every family (the A1111 env checks this)")
+    for name in too_new:
+        r = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast",
+                                                 "caption_model_name": name})
+        assert r.status_code == 422, (name, r.text)
+        detail = r.json()["detail"]
+        assert name in detail and transformers_version() in detail and "needs transformers >=" in detail
+
+
+# -- issue 12: caption styles, instructions, targets flux / sd35 / sdxl-tags ------------------------------------
+
+def test_prompt_flux_returns_clip_l_and_t5_and_no_negative(client, images, registry_clips):
+    c, _, svc = client
+    r = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast", "target": "flux"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert set(out["prompts"]) == {"clip_l", "t5"} and out["target"] == "flux"
+    assert out["clip_model_name"] == "ViT-L-14/openai" and registry_clips == ["ViT-L-14/openai"]
+    assert out["negative_prompt"] == "" and any("negative" in n.lower() for n in out["notes"])
+    assert out["prompt"] == out["prompts"]["clip_l"] and out["caption"] in out["prompts"]["t5"]
+    assert any("cannot write detailed" in n for n in out["notes"]), "BLIP writes short captions only: said so"
+
+
+def test_prompt_sd35_returns_three_encoders_and_a_negative(client, images, registry_clips):
+    c, _, _ = client
+    r = c.post("/interrogator/prompt", json={"image": png_b64(images[1]), "mode": "fast", "target": "sd35"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert set(out["prompts"]) == {"clip_l", "clip_g", "t5"} and out["negative_prompt"]
+    assert out["prompt"] == out["prompts"]["clip_g"]
+    assert sorted(registry_clips) == ["ViT-L-14/openai", "ViT-bigG-14/laion2b_s39b_b160k"]
+
+
+def test_prompt_sdxl_tags(client, images, registry_clips):
+    c, _, _ = client
+    r = c.post("/interrogator/prompt", json={"image": png_b64(images[2]), "mode": "fast", "target": "sdxl-tags"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["target"] == "sdxl-tags" and out["prompt"] and ", " in out["prompt"]
+
+
+@pytest.mark.parametrize("body,words", [
+    ({"caption_style": "fancy"}, ["fancy", "short", "detailed", "tags"]),
+    ({"caption_style": "detailed"}, ["detailed", "short"]),  # set explicitly: BLIP cannot, and says what it can
+    ({"caption_prompt": "Describe the lighting."}, ["takes no instruction"]),
+    ({"target": "sdxl-tagz"}, ["sdxl-tagz", "sdxl-tags"]),
+])
+def test_caption_style_and_instruction_errors_are_400(client, images, body, words):
+    c, _, _ = client
+    r = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast", **body})
+    assert r.status_code == 400, r.text
+    assert all(w in r.json()["detail"] for w in words), r.text
+
+
+def test_caption_style_and_instruction_reach_the_engine(client, images, monkeypatch):
+    """Request values win over the settings' defaults; 'auto' means the target's style."""
+    c, shared, svc = client
+    from interrogator_core import list_caption_styles
+
+    assert c.get("/interrogator/caption_styles").json() == list_caption_styles()
+    shared.opts.data["prompt_interrogator_caption_style"] = "tags"
+    status = c.get("/interrogator/status").json()
+    assert status["defaults"]["caption_style"] == "tags" and status["caption_styles"] == list_caption_styles()
+    seen = []
+    real = svc.config_for
+    monkeypatch.setattr(svc, "config_for", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    for body, style, instruction in (({}, "tags", None), ({"caption_style": "auto"}, None, None),
+                                     ({"caption_style": "short", "caption_prompt": " Be brief. "}, "short",
+                                      "Be brief.")):
+        c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast", **body})
+        assert seen and all((cfg.caption_style, cfg.caption_prompt) == (style, instruction) for cfg in seen), body
+        seen.clear()

@@ -8,7 +8,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes" / "a1111"))
 
-from fixtures import forge_webui, webui  # noqa: E402,F401
+from fixtures import forge_webui, webui, webui_models  # noqa: E402,F401
 
 from interrogator_core import Interrupted, ModelHandle, OffloadPolicy  # noqa: E402
 
@@ -250,3 +250,63 @@ def test_settings_registered_with_defaults(webui, tmp_path):
     assert s.cache_dir == str(tmp_path / "models" / "clip-interrogator"), "clip-interrogator-ext's cache folder"
     choices = shared.opts.data_labels["prompt_interrogator_caption_model"].component_args()
     assert "blip-large" in choices["choices"] and "none" in choices["choices"]
+
+
+def test_every_setting_is_registered_and_read_back_typed(webui):
+    """One table: each Settings field is an option on the page, and a value stored there reaches read_settings
+    converted to the field's type (the webui stores slider values as floats)."""
+    shared, _ = webui
+    from dataclasses import fields
+
+    from interrogator_hosts import a1111
+
+    names = [f.name for f in fields(a1111.Settings)]
+    assert set(names) == set(a1111.DEFAULTS)
+    assert {k[len(a1111.OPT_PREFIX):] for k in shared.opts.data_labels if k.startswith(a1111.OPT_PREFIX)} == \
+        set(names)
+    stored = {"clip_model": " ViT-B-32/openai ", "caption_model": "blip-base", "mode": "fast", "min_flavors": 3.0,
+              "max_flavors": 5.0, "negative_count": 2.0, "keep_loaded": True, "cache_dir": "/tmp/x",
+              "replace_builtin": True, "api_max_mb": 7, "target": "sd15", "beam_width": 2.0,
+              "caption_style": "tags", "caption_prompt": "  List the objects.  ", "trust_remote_code": True}
+    assert set(stored) == set(names), "extend this test when a setting is added"
+    for key, value in stored.items():
+        shared.opts.data[a1111.OPT_PREFIX + key] = value
+    s = a1111.read_settings()
+    assert s.clip_model == "ViT-B-32/openai" and s.caption_model == "blip-base" and s.mode == "fast"
+    assert (s.min_flavors, s.max_flavors, s.negative_count, s.beam_width) == (3, 5, 2, 2)
+    assert all(type(v) is int for v in (s.min_flavors, s.max_flavors, s.negative_count, s.beam_width))
+    assert s.keep_loaded is True and s.replace_builtin is True and s.api_max_mb == 7.0
+    assert s.cache_dir == "/tmp/x" and s.target == "sd15"
+    assert (s.caption_style, s.caption_prompt, s.trust_remote_code) == ("tags", "List the objects.", True)
+    shared.opts.data.update({a1111.OPT_PREFIX + "caption_style": "auto", a1111.OPT_PREFIX + "caption_prompt": ""})
+    s = a1111.read_settings()
+    assert (s.caption_style, s.caption_prompt) == (None, None), "auto / empty: the target's own style"
+
+
+def test_service_switches_through_reconfigured_keeping_what_stays(webui, tmp_path, monkeypatch):
+    """One reconfigure path: a settings change goes through Interrogator.reconfigured (the caption model is
+    kept when only CLIP changes); the same settings give the same engine; a named CLIP model means target
+    custom even when the settings' default target is another one."""
+    shared, svc = webui
+    from interrogator_core import Interrogator
+    from interrogator_core.testing import make_tiny_clip
+
+    calls = []
+    real = Interrogator.reconfigured
+    monkeypatch.setattr(Interrogator, "reconfigured", lambda self, cfg, *a: calls.append(cfg) or real(self, cfg, *a))
+    first = svc.interrogator()
+    first.load()
+    caption = next(h for h in first.models if h.name.startswith("caption:"))
+    assert svc.interrogator() is first and len(calls) == 1, "same settings: same engine"
+    other = make_tiny_clip(tmp_path / "other-clip", seed=1)
+    shared.opts.data["prompt_interrogator_target"] = "sd15"
+    second = svc.interrogator(clip_model=str(other))
+    assert second is not first and calls[-1].clip_model == str(other) and calls[-1].target == "custom"
+    assert any(h is caption for h in second.models), "the caption model is taken over, not reloaded"
+
+
+def test_trust_remote_code_setting_reaches_the_engine_and_is_off_by_default(webui):
+    shared, svc = webui
+    assert svc.config_for().trust_remote_code is False
+    shared.opts.data["prompt_interrogator_trust_remote_code"] = True
+    assert svc.config_for().trust_remote_code is True

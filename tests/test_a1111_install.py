@@ -30,15 +30,30 @@ def launch():
     env.uninstall()
 
 
-def test_reads_repo_requirements_without_torch(install):
-    reqs = dict(install.read_requirements())
+def test_reads_repo_requirements(install):
+    reqs = {install.canonical(r.name): r for r in install.read_requirements()}
     assert {"transformers", "open-clip-torch", "safetensors"} <= set(reqs)
-    assert not {"torch", "torchvision", "torchaudio"} & {install.canonical(n) for n in reqs}
-    assert reqs["open-clip-torch"] == "2.20.0"
+    assert str(reqs["open-clip-torch"].specifier) == ">=2.20.0"
+
+
+def test_requirements_filter_drops_torch_options_and_foreign_markers(install, tmp_path):
+    """The torch family never reaches pip, whatever the file lists and however it spells the names."""
+    path = tmp_path / "requirements.txt"
+    path.write_text("\n".join([
+        "# a comment", "", "--extra-index-url https://example.invalid/simple", "-r other.txt",
+        "torch>=2.0", "TorchVision==0.20.0", "TorchAudio ; python_version >= '3'",
+        "transformers>=4.30.2  # inline comment", "open_clip_torch>=2.20.0,<4",
+        "tqdm>=4.0; python_version < '3'",  # not for this Python
+        "not a requirement ===",
+    ]) + "\n", encoding="utf-8")
+    reqs = install.read_requirements(path)
+    assert [str(r) for r in reqs] == ["transformers>=4.30.2", "open_clip_torch<4,>=2.20.0"]
+    assert install.plan(reqs, {"transformers": "4.30.2", "open_clip_torch": "4.0.0"}.get) == \
+        ["open_clip_torch<4,>=2.20.0"], "an installed version above a maximum is planned too"
 
 
 def test_plan_leaves_satisfied_packages_alone(install):
-    reqs = [("transformers", "4.30.2"), ("open-clip-torch", "2.20.0"), ("safetensors", "0.3.1")]
+    reqs = ["transformers>=4.30.2", "open-clip-torch>=2.20.0", "safetensors>=0.3.1"]
     versions = {"transformers": "4.46.1", "open-clip-torch": "2.20.0", "safetensors": "0.3.1"}
     assert install.plan(reqs, versions.get) == []
     versions["transformers"] = "4.25.1"
@@ -48,8 +63,10 @@ def test_plan_leaves_satisfied_packages_alone(install):
 
 
 def test_version_compare(install):
-    assert install.satisfies("4.30.10", "4.30.2") and not install.satisfies("4.3.0", "4.30.2")
-    assert install.satisfies("2.1.0+cu121", "2.1.0") and install.satisfies("1.0", "")
+    assert install.satisfies("4.30.10", "x>=4.30.2") and not install.satisfies("4.3.0", "x>=4.30.2")
+    assert install.satisfies("2.1.0+cu121", "x>=2.1.0") and install.satisfies("1.0", "x")
+    assert install.satisfies("4.31.0.dev0", "x>=4.30.2"), "a pre-release above the minimum counts"
+    assert install.satisfies("weird-build", "x>=1.0"), "an unreadable host version is left alone"
 
 
 def test_main_installs_nothing_when_satisfied(install, launch):
@@ -58,7 +75,7 @@ def test_main_installs_nothing_when_satisfied(install, launch):
 
 
 def test_main_pins_installed_packages_and_never_torch(install, launch, monkeypatch):
-    monkeypatch.setattr(install, "read_requirements", lambda: [("transformers", "99.0"), ("torch", "3.0")])
+    monkeypatch.setattr(install, "read_requirements", lambda: ["transformers>=99.0", "torch>=3.0"])
     monkeypatch.setattr(install, "installed_version",
                         lambda n: {"transformers": "4.30.2", "torch": "2.14.1"}.get(n))
     written = {}

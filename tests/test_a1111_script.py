@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes" / "a1111"))
 
-from fixtures import webui  # noqa: E402,F401
+from fixtures import registry_clips, second_tiny_clip, webui, webui_models  # noqa: E402,F401
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "prompt_interrogator.py"
@@ -194,3 +194,47 @@ def test_builtin_hook_does_not_deadlock_under_api_queue_lock(webui, images):
     t.start()
     t.join(timeout=60)
     assert not t.is_alive() and out and out[0] != "builtin"
+
+
+@pytest.mark.parametrize("mode", ["negative", "caption"])
+def test_prompt_boxes_follow_the_result_in_every_mode(script, images, mode):
+    """Replace: the positive box gets the result's prompt (the caption in caption mode) and never a negative
+    prompt; the negative box gets the negative prompt (negative mode) or is left alone (caption mode)."""
+    s, _, svc = script
+    p = FakeP(images[0], prompt="old prompt", negative_prompt="old negative")
+    result = svc.prompt(images[0], mode=mode)
+    s.before_process(p, "replace", mode)
+    if mode == "negative":
+        assert result.negative and p.negative_prompt == result.negative == result.prompt
+        assert p.prompt == "old prompt", "a negative prompt never lands in the positive box"
+    else:
+        assert result.caption and p.prompt == result.caption == result.prompt
+        assert p.negative_prompt == "old negative"
+
+
+def test_builtin_hook_returns_the_result_prompt(webui, images):
+    shared, svc = webui
+    from interrogator_hosts import a1111
+
+    shared.interrogator = type("B", (), {"interrogate": lambda self, im: "builtin"})()
+    a1111.install_builtin_hook()
+    shared.opts.data["prompt_interrogator_replace_builtin"] = True
+    for mode in ("negative", "caption"):
+        shared.opts.data["prompt_interrogator_mode"] = mode
+        expected = svc.prompt(images[0], mode=mode).prompt
+        assert expected and shared.interrogator.interrogate(images[0]) == expected
+    a1111.remove_builtin_hook()
+
+
+def test_img2img_target_and_style_arguments_reach_the_engine(script, images, registry_clips):
+    """API args ["replace", "fast", "flux", ""]: the flux prompt fills the prompt box; Flux has no negative."""
+    s, _, svc = script
+    p = FakeP(images[0], prompt="old prompt", negative_prompt="old negative")
+    s.before_process(p, "replace", "fast", "flux", "")
+    assert svc.interrogator(target="flux").config.target == "flux"
+    result = svc.prompt(images[0], mode="fast", target="flux")
+    assert p.prompt == result.prompt == result.prompts["clip_l"]
+    assert p.negative_prompt == "old negative", "no negative prompt for Flux: the user's stays"
+    p = FakeP(images[0])
+    s.before_process(p, "fill", "fast", "", "detailed")  # BLIP cannot: generation goes on, prompts untouched
+    assert (p.prompt, p.negative_prompt) == ("", "")

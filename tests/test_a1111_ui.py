@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from interrogator_core import list_targets
+
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes" / "a1111"))
 
-from fixtures import forge_webui, webui  # noqa: E402,F401
+from fixtures import forge_webui, webui, webui_models  # noqa: E402,F401
 
 gr = pytest.importorskip("gradio")
 
@@ -68,9 +70,10 @@ def test_img2img_controls(webui):
     from interrogator_hosts import a1111_ui
 
     with gr.Blocks():
-        action, mode = a1111_ui.build_img2img_ui()
+        action, mode, target, style = a1111_ui.build_img2img_ui()
     assert action.value == "Off" and "Replace prompts" in [c if isinstance(c, str) else c[0] for c in action.choices]
-    assert mode.value == "best"
+    assert mode.value == "best" and target.value == "custom" and style.value == "auto"
+    assert {"flux", "sd35", "sdxl-tags"} <= {c if isinstance(c, str) else c[0] for c in target.choices}
 
 
 def test_settings_section_registers_through_callback(webui):
@@ -90,9 +93,9 @@ def test_interrogate_callback_fills_fields_and_infotext(callbacks, images):
     from modules import infotext_utils
 
     s = svc.settings()
-    pos, neg, cap, info, status, pos_l, neg_l = cb.interrogate(images[0], "best", s.clip_model, s.caption_model,
-                                                               2, 4, 3)
-    assert pos and neg and cap and "best mode" in status
+    pos, neg, cap, info, status, pos_l, neg_l, prompts = cb.interrogate(images[0], "best", s.clip_model,
+                                                                        s.caption_model, 2, 4, 3)
+    assert pos and neg and cap and "best mode" in status and prompts == ""
     assert pos_l == neg_l == "", "the SDXL ViT-L boxes stay empty without sdxl dual"
     parsed = infotext_utils.parse_generation_parameters(info)
     assert parsed["Prompt"] == pos and parsed["Negative prompt"] == neg, "Send-to pastes both prompts"
@@ -101,9 +104,9 @@ def test_interrogate_callback_fills_fields_and_infotext(callbacks, images):
 def test_interrogate_callback_without_image_or_with_error(callbacks, images):
     cb, shared, svc = callbacks
     out = cb.interrogate(None, "best", "x", "none", 2, 4, 3)
-    assert len(out) == 7 and all(_is_update(v) for v in out[:4] + out[5:]) and "image" in out[4]
+    assert len(out) == 8 and all(_is_update(v) for v in out[:4] + out[5:]) and "image" in out[4]
     out = cb.interrogate(images[0], "best", "ViT-Nope-99/none", "none", 2, 4, 3)
-    assert len(out) == 7 and all(_is_update(v) for v in out[:4] + out[5:]), "an error never lands in a prompt box"
+    assert len(out) == 8 and all(_is_update(v) for v in out[:4] + out[5:]), "an error never lands in a prompt box"
     assert out[4].startswith("Error") and "ViT-Nope-99" in out[4]
     assert shared.state.events[-1][0] == "end"
 
@@ -248,7 +251,7 @@ def test_tab_has_target_dual_beam_and_round_trip(env_fixture, request):
     c = _components(blocks)
     target = c["prompt_interrogator_prompt_target"]
     choices = [x if isinstance(x, str) else x[0] for x in target.choices]
-    assert choices == ["sd15", "sd2", "sdxl", "custom"] and target.value == "sdxl"
+    assert choices == list_targets() and target.value == "sdxl"
     assert all(t.description in target.info for t in TARGETS.values())
     assert c["prompt_interrogator_sdxl_dual"].visible, "default target sdxl: the dual checkbox shows"
     assert c["prompt_interrogator_prompt_clip"].interactive is False, "a preset target picks the CLIP model"
@@ -288,12 +291,12 @@ def test_interrogate_callback_with_target_dual_and_beam(callbacks, images, regis
                         lambda self, *a, **k: beams.append(k.get("beam_width")) or real(self, *a, **k))
     s = svc.settings()
     out = cb.interrogate(images[0], "fast", s.clip_model, s.caption_model, 2, 4, 3, "sdxl", 2, True)
-    pos, neg, cap, _, status, pos_l, neg_l = out
+    pos, neg, cap, _, status, pos_l, neg_l, _ = out
     assert "Error" not in status and pos_l and neg_l and pos_l.startswith(cap)
     assert registry_clips == ["ViT-bigG-14/laion2b_s39b_b160k", "ViT-L-14/openai"] and beams[0] == 2
     # the checkbox left ticked while another target is picked is ignored (no error, no ViT-L prompts)
     out = cb.interrogate(images[0], "fast", s.clip_model, s.caption_model, 2, 4, 3, "custom", 1, True)
-    assert "Error" not in out[4] and out[0] and out[5:] == ("", "") and beams[-1] == 1
+    assert "Error" not in out[4] and out[0] and out[5:7] == ("", "") and beams[-1] == 1
     assert svc.interrogator().config.clip_model == s.clip_model
 
 
@@ -315,7 +318,7 @@ def test_settings_default_target_and_beam_width(webui):
     from interrogator_core import TARGETS
 
     info = shared.opts.data_labels["prompt_interrogator_target"]
-    assert info.default == "custom" and info.component_args()["choices"] == ["sd15", "sd2", "sdxl", "custom"]
+    assert info.default == "custom" and info.component_args()["choices"] == list_targets()
     assert all(t.description in info.comment_after for t in TARGETS.values())
     beam = shared.opts.data_labels["prompt_interrogator_beam_width"]
     assert beam.default == 1 and (beam.component_args["minimum"], beam.component_args["maximum"]) == (1, 8)
@@ -324,3 +327,31 @@ def test_settings_default_target_and_beam_width(webui):
     s = svc.settings()
     assert (s.target, s.beam_width) == ("sd15", 4)
     assert svc.interrogator().config.clip_model == "ViT-L-14/openai", "the default target picks the CLIP model"
+
+
+def test_interrogate_callback_flux_shows_prompts_by_encoder_and_notes(callbacks, images, registry_clips):
+    cb, _, svc = callbacks
+    s = svc.settings()
+    pos, neg, cap, _, status, _, _, prompts = cb.interrogate(images[0], "fast", s.clip_model, s.caption_model, 2, 4,
+                                                             3, "flux", 1, False, "auto", "")
+    assert "Error" not in status and neg == ""
+    lines = dict(line.split(": ", 1) for line in prompts.splitlines())
+    assert set(lines) == {"clip_l", "t5"} and lines["clip_l"] == pos and cap in lines["t5"]
+    assert "negative" in status.lower(), "the result's notes are shown"
+    out = cb.interrogate(images[0], "fast", s.clip_model, s.caption_model, 2, 4, 3, "flux", 1, False, "detailed", "")
+    assert out[4].startswith("Error") and "short" in out[4], "a style the caption model cannot write is refused"
+
+
+def test_tab_has_caption_style_instruction_and_prompts_box(webui):
+    shared, _ = webui
+    from interrogator_core import list_caption_models
+    from interrogator_hosts import a1111_ui
+
+    shared.opts.data["prompt_interrogator_caption_style"] = "detailed"
+    c = _components(a1111_ui.build_tab())
+    style = c["prompt_interrogator_prompt_caption_style"]
+    assert style.value == "detailed" and [x if isinstance(x, str) else x[0] for x in style.choices] == \
+        ["auto", "short", "detailed", "tags"]
+    caption_choices = [x if isinstance(x, str) else x[0] for x in c["prompt_interrogator_prompt_caption"].choices]
+    assert caption_choices == list_caption_models() + ["none"] and "qwen3-vl-2b" in caption_choices
+    assert "prompt_interrogator_caption_prompt" in c and "prompt_interrogator_prompts" in c

@@ -16,7 +16,10 @@ def _drop(prefixes):
 
 
 def install(forge: bool = False):
-    """Fresh fake modules (webui, plus Forge's backend when ``forge``); returns ``modules.shared``."""
+    """Fresh fake modules (webui, plus Forge's backend when ``forge``); returns ``modules.shared``.
+
+    Like the webui, it patches ``torch.load`` (``modules.safe``); :func:`uninstall` restores it."""
+    uninstall()
     _drop({"modules", "launch", "backend"})
     for p in (WEBUI, FORGE):
         while p in sys.path:
@@ -27,12 +30,17 @@ def install(forge: bool = False):
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     importlib.invalidate_caches()
-    from modules import shared
+    from modules import safe, shared  # noqa: F401  (the webui imports safe at start-up: torch.load is patched)
 
     return shared
 
 
 def uninstall():
+    safe = sys.modules.get("modules.safe")
+    if safe is not None:
+        import torch
+
+        torch.load = safe.unsafe_torch_load
     _drop({"modules", "launch", "backend"})
     for p in (WEBUI, FORGE):
         while p in sys.path:

@@ -13,6 +13,34 @@ def png_b64(image) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def safetensors_only(folder):
+    """Re-save a ``save_pretrained`` model folder as safetensors when it holds a pickled ``pytorch_model.bin``
+    (older transformers, e.g. A1111's 4.30.2, write .bin by default): inside the webui ``modules.safe``
+    refuses pickles written by current torch, as a real install does."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    binary = folder / "pytorch_model.bin"
+    if binary.is_file():
+        import transformers
+
+        config = transformers.AutoConfig.from_pretrained(str(folder))
+        model = getattr(transformers, config.architectures[0]).from_pretrained(str(folder))
+        model.save_pretrained(str(folder), safe_serialization=True)
+        binary.unlink()
+    assert not list(folder.glob("*.bin")) and list(folder.glob("*.safetensors")), sorted(folder.iterdir())
+    return folder
+
+
+@pytest.fixture(scope="session")
+def webui_models(tiny_models, tmp_path_factory):
+    """The tiny models as a webui can load them: safetensors only (see :func:`safetensors_only`)."""
+    from interrogator_core.testing import make_tiny_blip
+
+    blip = make_tiny_blip(tmp_path_factory.mktemp("webui-models") / "tiny-blip")
+    return {**tiny_models, "blip": safetensors_only(blip)}
+
+
 def _make_webui(request, tiny_models, small_data_dir, tmp_path, forge: bool):
     shared = env.install(forge=forge)
     from interrogator_hosts import a1111
@@ -29,15 +57,15 @@ def _make_webui(request, tiny_models, small_data_dir, tmp_path, forge: bool):
 
 
 @pytest.fixture
-def webui(request, tiny_models, small_data_dir, tmp_path):
+def webui(request, webui_models, small_data_dir, tmp_path):
     """(modules.shared fake, InterrogatorService) on the A1111 fakes with the tiny models as defaults."""
-    return _make_webui(request, tiny_models, small_data_dir, tmp_path, forge=False)
+    return _make_webui(request, webui_models, small_data_dir, tmp_path, forge=False)
 
 
 @pytest.fixture
-def forge_webui(request, tiny_models, small_data_dir, tmp_path):
+def forge_webui(request, webui_models, small_data_dir, tmp_path):
     """Same on the Forge fakes (backend.memory_management importable)."""
-    return _make_webui(request, tiny_models, small_data_dir, tmp_path, forge=True)
+    return _make_webui(request, webui_models, small_data_dir, tmp_path, forge=True)
 
 
 @pytest.fixture(scope="session")

@@ -23,3 +23,5 @@ def get_device_for(task):
 def torch_gc():
     global gc_calls
     gc_calls += 1
+dtype_unet: torch.dtype = torch.float16
+unet_needs_upcast = False  # A1111 sets it for --upcast-sampling with an fp16 UNet
