@@ -29,30 +29,6 @@ def bpe_tokens(prompt: str) -> int:
     return len(BPE.encode(prompt)) + 2  # + start/end tokens
 
 
-@pytest.fixture(scope="session")
-def tiny_clip_l(tmp_path_factory):
-    """A second tiny CLIP (other weights) standing in for CLIP ViT-L/14."""
-    from interrogator_core.testing import make_tiny_clip
-
-    return make_tiny_clip(tmp_path_factory.mktemp("clip-l") / "tiny-clip-l", seed=1)
-
-
-@pytest.fixture
-def registry_to_tiny(monkeypatch, tiny_models, tiny_clip_l) -> List[str]:
-    """The presets' registry names cannot be downloaded here: the engine's ``load_clip`` serves ViT-bigG and
-    ViT-H from tiny-clip and ViT-L/14 from tiny-clip-l, through the real loading code. Returns the names asked."""
-    asked: List[str] = []
-    real = engine.load_clip
-    tiny = {CLIP_G: tiny_models["clip"], CLIP_H: tiny_models["clip"], CLIP_L: tiny_clip_l}
-
-    def load_clip(name, *args, **kwargs):
-        asked.append(name)
-        return real(str(tiny.get(name, name)), *args, **kwargs)
-
-    monkeypatch.setattr(engine, "load_clip", load_clip)
-    return asked
-
-
 def encoder_text(ci, key: str):
     """The TextEncoder (tokenizer path) the engine used for the prompt ``key``."""
     main = ci.config.preset.main_encoder
