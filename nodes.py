@@ -1,4 +1,4 @@
-"""ComfyUI nodes of Prompt Interrogator: host types in → one engine call → host types out.
+"""ComfyUI nodes of Prompt Interrogator (V3 schema): host types in → one engine call → host types out.
 
 * ``PromptInterrogator.Loader``: models, precision and memory policy → ``INTERROGATOR`` (cached per node;
   changing a widget reloads only what changed).
@@ -9,10 +9,13 @@
 * ``PromptInterrogator.RoundTripScore``: original and regenerated ``IMAGE`` (and optionally the prompt) → CLIP
   image–image and image–text cosines, one per original image.
 
-New inputs are optional and come last, so workflows saved before them load and run unchanged.
+The node ids, input names and output order are those of the first (V1) release, and new inputs are optional
+and come last, so workflows saved before them load and run unchanged. Each ``execute`` only translates
+between ComfyUI types and one engine call.
 
 Models, devices, dtype, progress and interrupt go through :class:`interrogator_hosts.comfyui.ComfyHost`.
-Label caches and local models live in ``models/clip_interrogator/`` (registered with ``folder_paths``).
+Label caches, local models and optional label lists live in ``models/clip_interrogator/`` (registered with
+``folder_paths``).
 """
 from __future__ import annotations
 
@@ -20,7 +23,9 @@ import logging
 import os
 import weakref
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple, Type
+
+from comfy_api.latest import ComfyExtension, io
 
 from interrogator_core import (TARGETS, Interrogator, InterrogatorConfig,
                                list_caption_models, list_clip_models, list_modes, list_targets)
@@ -32,12 +37,17 @@ log = logging.getLogger("prompt_interrogator.comfyui")
 
 CATEGORY = "image/interrogate"
 MODEL_FOLDER = "clip_interrogator"
+#: Sub-folder of a model folder whose label lists (artists.txt, flavors.txt, mediums.txt, movements.txt,
+#: negative.txt) replace the bundled ones.
+LABELS_FOLDER = "labels"
 NO_CAPTION = "none"
 #: Shown first in the CLIP list: the text encoders of SD 1.x, SD 2.x and SDXL.
 PREFERRED_CLIP = ("ViT-L-14/openai", "ViT-H-14/laion2b_s32b_b79k", "ViT-bigG-14/laion2b_s39b_b160k")
 DEFAULT_CAPTION = "blip-large"
-INTERROGATOR_TYPE = "INTERROGATOR"
 MAX_BEAM_WIDTH = 8
+
+#: The socket type that carries a loaded interrogator from the loader to the other nodes.
+InterrogatorType = io.Custom("INTERROGATOR")
 
 
 # -- model folder --------------------------------------------------------------------------------------------
@@ -67,6 +77,15 @@ def local_models() -> Tuple[List[str], List[str]]:
     return clips, captions
 
 
+def label_dir(folders: Sequence[str]) -> Optional[str]:
+    """The first ``labels/`` folder in the model folders (its lists replace the bundled ones), else None."""
+    for folder in folders:
+        path = os.path.join(folder, LABELS_FOLDER)
+        if os.path.isdir(path):
+            return path
+    return None
+
+
 def _unique(items: Sequence[str]) -> List[str]:
     return list(dict.fromkeys(items))
 
@@ -93,14 +112,16 @@ class _Loaded:
     precision: str
     target: str = CUSTOM
     sdxl_dual: bool = False
+    data_dir: Optional[str] = None
 
-    def settings(self) -> Tuple[str, Optional[str], str, str, bool]:
+    def settings(self) -> tuple:
         """What a new build depends on (not the memory policy: that is changed in place)."""
-        return self.clip_model, self.caption_model, self.precision, self.target, self.sdxl_dual
+        return (self.clip_model, self.caption_model, self.precision, self.target, self.sdxl_dual,
+                self.data_dir)
 
 
 #: Per loader node (its unique id): the last interrogator it built.
-_LOADED: Dict[str, _Loaded] = {}
+_LOADED: dict = {}
 
 
 def _on_evict_for(interrogator: Interrogator):
@@ -124,7 +145,9 @@ def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str]
     if memory not in MEMORY_POLICIES:
         raise ValueError(f"unknown memory policy {memory!r}; valid: {', '.join(MEMORY_POLICIES)}")
     policy, managed = MEMORY_POLICIES[memory]
-    settings = (clip_model, caption_model, precision, target, bool(sdxl_dual))
+    folders = model_folders()
+    labels = label_dir(folders)
+    settings = (clip_model, caption_model, precision, target, bool(sdxl_dual), labels)
     old = _LOADED.get(node_id)
     if old is not None and old.settings() == settings:
         it = old.interrogator
@@ -137,13 +160,14 @@ def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str]
         log.info("loader %s: reusing loaded models (memory policy: %s)", node_id, memory)
         return it
 
-    folders = model_folders()
     config = InterrogatorConfig(clip_model=clip_model, caption_model=caption_model, cache_dir=folders[0],
                                 model_dirs=folders, download_dir=folders[0], offload=policy, target=target,
-                                sdxl_dual=bool(sdxl_dual))
+                                sdxl_dual=bool(sdxl_dual), data_dir=labels)
     if target != CUSTOM:
         log.info("loader %s: target %s uses CLIP %s (the clip_model widget is ignored)", node_id, target,
                  config.clip_model)
+    if labels is not None:
+        log.info("loader %s: label lists from %s", node_id, labels)
     host = ComfyHost(precision=precision, managed=managed)
     new = Interrogator(config, host)
     host.on_evict = _on_evict_for(new)
@@ -170,217 +194,220 @@ def _target_tooltip() -> str:
             + f"; {CUSTOM}: the clip_model above)")
 
 
-class InterrogatorLoader:
+def _image_input(id: str = "image", tooltip: Optional[str] = None) -> io.Image.Input:
+    return io.Image.Input(id, tooltip=tooltip)
+
+
+def _strings(*names_and_tips: Tuple[str, str]) -> List[io.String.Output]:
+    """STRING list outputs (one string per image), named as in the V1 nodes."""
+    return [io.String.Output(name, display_name=name, tooltip=tip, is_output_list=True)
+            for name, tip in names_and_tips]
+
+
+class InterrogatorLoader(io.ComfyNode):
     """CLIP + caption model, precision and memory policy → ``INTERROGATOR``. Models load on first use."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> Dict[str, Any]:
+    def define_schema(cls) -> io.Schema:
         clips = clip_choices()
         captions = caption_choices()
-        return {
-            "required": {
-                "clip_model": (clips, {"default": PREFERRED_CLIP[0] if PREFERRED_CLIP[0] in clips else clips[0],
-                                       "tooltip": "open_clip model that ranks the labels; match your checkpoint "
-                                                  "(ViT-L-14/openai for SD 1.x, ViT-H-14 for SD 2.x, "
-                                                  "ViT-bigG-14 for SDXL). Folders in models/clip_interrogator "
-                                                  "come first."}),
-                "caption_model": (captions, {"default": DEFAULT_CAPTION if DEFAULT_CAPTION in captions
-                                             else captions[0],
-                                             "tooltip": "captioner that writes the sentence the prompt starts "
-                                                        "with; none: CLIP only (negative mode, analyze)"}),
-                "precision": (list(PRECISIONS), {"default": "auto",
-                                                 "tooltip": "auto: fp16 where ComfyUI uses fp16, else fp32"}),
-                "memory": (list(MEMORY_POLICIES), {
-                    "default": "host managed",
-                    "tooltip": "host managed: ComfyUI evicts the models when it needs the memory; keep loaded: "
-                               "pinned on the device between runs (ComfyUI cannot evict them); offload after "
-                               "run: off the device after every run"}),
-            },
-            "optional": {
-                "target": (list_targets(), {"default": CUSTOM, "tooltip": _target_tooltip()}),
-                "sdxl_dual": ("BOOLEAN", {"default": False,
-                                          "tooltip": "target sdxl only: also build prompts for SDXL's CLIP "
-                                                     "ViT-L/14 encoder (outputs positive_l / negative_l of "
-                                                     "Interrogate Image); positive / negative are for "
-                                                     "ViT-bigG. Loads a second CLIP model."}),
-            },
-            "hidden": {"unique_id": "UNIQUE_ID"},
-        }
+        return io.Schema(
+            node_id="PromptInterrogator.Loader",
+            display_name="Interrogator Loader (Prompt Interrogator)",
+            category=CATEGORY,
+            description="Loads the interrogator models (lazily, on ComfyUI's memory manager).",
+            inputs=[
+                io.Combo.Input("clip_model", options=clips,
+                               default=PREFERRED_CLIP[0] if PREFERRED_CLIP[0] in clips else clips[0],
+                               tooltip="open_clip model that ranks the labels; match your checkpoint "
+                                       "(ViT-L-14/openai for SD 1.x, ViT-H-14 for SD 2.x, ViT-bigG-14 for "
+                                       "SDXL). Folders in models/clip_interrogator come first."),
+                io.Combo.Input("caption_model", options=captions,
+                               default=DEFAULT_CAPTION if DEFAULT_CAPTION in captions else captions[0],
+                               tooltip="captioner that writes the sentence the prompt starts with; none: CLIP "
+                                       "only (negative mode, analyze)"),
+                io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
+                               tooltip="auto: fp16 where ComfyUI uses fp16, else fp32"),
+                io.Combo.Input("memory", options=list(MEMORY_POLICIES), default="host managed",
+                               tooltip="host managed: ComfyUI evicts the models when it needs the memory; keep "
+                                       "loaded: pinned on the device between runs (ComfyUI cannot evict "
+                                       "them); offload after run: off the device after every run"),
+                io.Combo.Input("target", options=list_targets(), default=CUSTOM, optional=True,
+                               tooltip=_target_tooltip()),
+                io.Boolean.Input("sdxl_dual", default=False, optional=True,
+                                 tooltip="target sdxl only: also build prompts for SDXL's CLIP ViT-L/14 encoder "
+                                         "(outputs positive_l / negative_l of Interrogate Image); positive / "
+                                         "negative are for ViT-bigG. Loads a second CLIP model."),
+            ],
+            outputs=[InterrogatorType.Output("interrogator", display_name="interrogator")],
+            hidden=[io.Hidden.unique_id],
+        )
 
-    RETURN_TYPES = (INTERROGATOR_TYPE,)
-    RETURN_NAMES = ("interrogator",)
-    FUNCTION = "load"
-    CATEGORY = CATEGORY
-    DESCRIPTION = "Loads the interrogator models (lazily, on ComfyUI's memory manager)."
-
-    def load(self, clip_model: str, caption_model: str, precision: str, memory: str, target: str = CUSTOM,
-             sdxl_dual: bool = False, unique_id: Optional[str] = None) -> Tuple[Interrogator]:
+    @classmethod
+    def execute(cls, clip_model: str, caption_model: str, precision: str, memory: str, target: str = CUSTOM,
+                sdxl_dual: bool = False) -> io.NodeOutput:
         caption = None if caption_model == NO_CAPTION else caption_model
-        return (get_interrogator(str(unique_id or "default"), clip_model, caption, precision, memory, target,
-                                 sdxl_dual),)
+        node_id = str(cls.hidden.unique_id or "default") if cls.hidden is not None else "default"
+        return io.NodeOutput(get_interrogator(node_id, clip_model, caption, precision, memory, target,
+                                              sdxl_dual))
 
 
-class Interrogate:
+class Interrogate(io.ComfyNode):
     """``IMAGE`` batch → positive, negative and caption strings, one per image."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> Dict[str, Any]:
-        return {
-            "required": {
-                "image": ("IMAGE",),
-                "interrogator": (INTERROGATOR_TYPE,),
-                "mode": (list_modes(), {"default": "best",
-                                        "tooltip": "best: chain of flavors (slowest, best); fast: top labels; "
-                                                   "classic: clip-interrogator 1 style; negative: negative "
-                                                   "prompt only; caption: caption only"}),
-                "min_flavors": ("INT", {"default": 8, "min": 0, "max": 64}),
-                "max_flavors": ("INT", {"default": 32, "min": 0, "max": 64}),
-                "negative_count": ("INT", {"default": 16, "min": 0, "max": 64,
-                                           "tooltip": "most terms in the negative prompt (0: none)"}),
-            },
-            "optional": {
-                "beam_width": ("INT", {"default": 1, "min": 1, "max": MAX_BEAM_WIDTH,
-                                       "tooltip": "prompts kept at each chain step: 1 = greedy (fastest); k > 1 "
-                                                  "is never worse and takes about k times as long"}),
-            },
-        }
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PromptInterrogator.Interrogate",
+            display_name="Interrogate Image (Prompt Interrogator)",
+            category=CATEGORY,
+            description="Image → prompt and negative prompt (one per image in the batch).",
+            inputs=[
+                _image_input(),
+                InterrogatorType.Input("interrogator"),
+                io.Combo.Input("mode", options=list_modes(), default="best",
+                               tooltip="best: chain of flavors (slowest, best); fast: top labels; classic: "
+                                       "clip-interrogator 1 style; negative: negative prompt only; caption: "
+                                       "caption only"),
+                io.Int.Input("min_flavors", default=8, min=0, max=64),
+                io.Int.Input("max_flavors", default=32, min=0, max=64),
+                io.Int.Input("negative_count", default=16, min=0, max=64,
+                             tooltip="most terms in the negative prompt (0: none)"),
+                io.Int.Input("beam_width", default=1, min=1, max=MAX_BEAM_WIDTH, optional=True,
+                             tooltip="prompts kept at each chain step: 1 = greedy (fastest); k > 1 is never "
+                                     "worse and takes about k times as long"),
+            ],
+            outputs=_strings(
+                ("positive", "prompt per image (plug into CLIP Text Encode; with sdxl_dual: for ViT-bigG, "
+                             "text_g)"),
+                ("negative", "negative prompt per image"),
+                ("caption", "caption per image"),
+                ("positive_l", "sdxl_dual: prompt for SDXL's ViT-L/14 encoder (text_l); else empty"),
+                ("negative_l", "sdxl_dual: negative prompt for SDXL's ViT-L/14 encoder; else empty"),
+            ),
+        )
 
-    RETURN_TYPES = ("STRING", "STRING", "STRING", "STRING", "STRING")
-    RETURN_NAMES = ("positive", "negative", "caption", "positive_l", "negative_l")
-    OUTPUT_IS_LIST = (True, True, True, True, True)
-    OUTPUT_TOOLTIPS = ("prompt per image (plug into CLIP Text Encode; with sdxl_dual: for ViT-bigG, text_g)",
-                       "negative prompt per image", "caption per image",
-                       "sdxl_dual: prompt for SDXL's ViT-L/14 encoder (text_l); else empty",
-                       "sdxl_dual: negative prompt for SDXL's ViT-L/14 encoder; else empty")
-    FUNCTION = "interrogate"
-    CATEGORY = CATEGORY
-    DESCRIPTION = "Image → prompt and negative prompt (one per image in the batch)."
-
-    def interrogate(self, image: Any, interrogator: Interrogator, mode: str, min_flavors: int,
-                    max_flavors: int, negative_count: int, beam_width: int = 1
-                    ) -> Tuple[List[str], List[str], List[str], List[str], List[str]]:
+    @classmethod
+    def execute(cls, image: Any, interrogator: Interrogator, mode: str, min_flavors: int, max_flavors: int,
+                negative_count: int, beam_width: int = 1) -> io.NodeOutput:
         if min_flavors > max_flavors:
             raise ValueError(f"min_flavors ({min_flavors}) is larger than max_flavors ({max_flavors})")
         with _host(interrogator).node_run():
             results = interrogator.interrogate(tensor_to_pil(image), mode=mode, min_flavors=min_flavors,
                                                max_flavors=max_flavors, negative_count=negative_count,
                                                beam_width=int(beam_width))
-        for i, r in enumerate(results):
-            log.info("image %d: %s | negative: %s", i, r.positive, r.negative)
-            if r.positive_l is not None:
-                log.info("image %d (ViT-L/14): %s | negative: %s", i, r.positive_l, r.negative_l)
-        return ([r.positive for r in results], [r.negative for r in results], [r.caption for r in results],
-                [r.positive_l or "" for r in results], [r.negative_l or "" for r in results])
+        return io.NodeOutput([r.positive for r in results], [r.negative for r in results],
+                             [r.caption for r in results], [r.positive_l or "" for r in results],
+                             [r.negative_l or "" for r in results])
 
 
-class Caption:
+class Caption(io.ComfyNode):
     """``IMAGE`` batch → one caption per image (caption model only, no CLIP)."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> Dict[str, Any]:
-        return {"required": {"image": ("IMAGE",), "interrogator": (INTERROGATOR_TYPE,)}}
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PromptInterrogator.Caption",
+            display_name="Caption Image (Prompt Interrogator)",
+            category=CATEGORY,
+            description="Image → caption (one per image in the batch).",
+            inputs=[_image_input(), InterrogatorType.Input("interrogator")],
+            outputs=_strings(("caption", "caption per image")),
+        )
 
-    RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("caption",)
-    OUTPUT_IS_LIST = (True,)
-    FUNCTION = "caption"
-    CATEGORY = CATEGORY
-    DESCRIPTION = "Image → caption (one per image in the batch)."
-
-    def caption(self, image: Any, interrogator: Interrogator) -> Tuple[List[str]]:
+    @classmethod
+    def execute(cls, image: Any, interrogator: Interrogator) -> io.NodeOutput:
         with _host(interrogator).node_run():
-            return (interrogator.caption(tensor_to_pil(image)),)
+            return io.NodeOutput(interrogator.caption(tensor_to_pil(image)))
 
 
-class Analyze:
+class Analyze(io.ComfyNode):
     """``IMAGE`` batch → the top labels of each table with their similarity, as text (one per image)."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> Dict[str, Any]:
-        return {
-            "required": {
-                "image": ("IMAGE",),
-                "interrogator": (INTERROGATOR_TYPE,),
-                "top_n": ("INT", {"default": 5, "min": 1, "max": 100}),
-                "with_caption": ("BOOLEAN", {"default": False}),
-            },
-        }
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PromptInterrogator.Analyze",
+            display_name="Analyze Image (Prompt Interrogator)",
+            category=CATEGORY,
+            description="Image → top mediums, artists, movements, trendings and flavors with scores.",
+            inputs=[
+                _image_input(),
+                InterrogatorType.Input("interrogator"),
+                io.Int.Input("top_n", default=5, min=1, max=100),
+                io.Boolean.Input("with_caption", default=False),
+            ],
+            outputs=_strings(("analysis", "top labels per table with their similarity, per image")),
+        )
 
-    RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("analysis",)
-    OUTPUT_IS_LIST = (True,)
-    FUNCTION = "analyze"
-    CATEGORY = CATEGORY
-    DESCRIPTION = "Image → top mediums, artists, movements, trendings and flavors with scores."
-
-    def analyze(self, image: Any, interrogator: Interrogator, top_n: int, with_caption: bool) -> Tuple[List[str]]:
+    @classmethod
+    def execute(cls, image: Any, interrogator: Interrogator, top_n: int, with_caption: bool) -> io.NodeOutput:
         with _host(interrogator).node_run():
             results = interrogator.analyze(tensor_to_pil(image), top_n=top_n, with_caption=with_caption)
-        return ([r.to_text() for r in results],)
+        return io.NodeOutput([r.to_text() for r in results])
 
 
-class RoundTripScore:
+class RoundTripScore(io.ComfyNode):
     """Original and regenerated ``IMAGE`` (and optionally the prompt) → CLIP cosines, one per original image.
 
-    All inputs arrive as ComfyUI lists (``INPUT_IS_LIST``): a prompt list from *Interrogate Image* pairs with
+    All inputs arrive as ComfyUI lists (``is_input_list``): a prompt list from *Interrogate Image* pairs with
     the original batch image by image instead of re-running the node per prompt, and regenerated images
     sampled one prompt at a time (a list of 1-image batches) line up the same way. A single regenerated
     image or prompt applies to every original image.
     """
 
     @classmethod
-    def INPUT_TYPES(cls) -> Dict[str, Any]:
-        return {
-            "required": {
-                "original": ("IMAGE", {"tooltip": "the images that were interrogated"}),
-                "regenerated": ("IMAGE", {"tooltip": "the images generated from their prompts (one, or one per "
-                                                     "original image)"}),
-                "interrogator": (INTERROGATOR_TYPE,),
-            },
-            "optional": {
-                "prompt": ("STRING", {"forceInput": True,
-                                      "tooltip": "prompt(s) to score against the original images (one, or one "
-                                                 "per image)"}),
-            },
-        }
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PromptInterrogator.RoundTripScore",
+            display_name="Round-trip Score (Prompt Interrogator)",
+            category=CATEGORY,
+            description="How well regenerated images (and prompts) match the originals: CLIP cosine "
+                        "similarities.",
+            is_input_list=True,
+            inputs=[
+                _image_input("original", "the images that were interrogated"),
+                _image_input("regenerated", "the images generated from their prompts (one, or one per "
+                                            "original image)"),
+                InterrogatorType.Input("interrogator"),
+                io.String.Input("prompt", force_input=True, optional=True,
+                                tooltip="prompt(s) to score against the original images (one, or one per "
+                                        "image)"),
+            ],
+            outputs=[
+                io.Float.Output("image_similarity", display_name="image_similarity", is_output_list=True,
+                                tooltip="CLIP cosine of each original image with its regenerated image"),
+                io.Float.Output("prompt_similarity", display_name="prompt_similarity", is_output_list=True,
+                                tooltip="CLIP cosine of each original image with its prompt (0.0 without a "
+                                        "prompt)"),
+                io.String.Output("summary", display_name="summary", is_output_list=True,
+                                 tooltip="both scores as text, per image"),
+            ],
+        )
 
-    INPUT_IS_LIST = True
-    RETURN_TYPES = ("FLOAT", "FLOAT", "STRING")
-    RETURN_NAMES = ("image_similarity", "prompt_similarity", "summary")
-    OUTPUT_IS_LIST = (True, True, True)
-    OUTPUT_TOOLTIPS = ("CLIP cosine of each original image with its regenerated image",
-                       "CLIP cosine of each original image with its prompt (0.0 without a prompt)",
-                       "both scores as text, per image")
-    FUNCTION = "score"
-    CATEGORY = CATEGORY
-    DESCRIPTION = "How well regenerated images (and prompts) match the originals: CLIP cosine similarities."
-
-    def score(self, original: List[Any], regenerated: List[Any], interrogator: List[Interrogator],
-              prompt: Optional[List[str]] = None) -> Tuple[List[float], List[float], List[str]]:
+    @classmethod
+    def execute(cls, original: List[Any], regenerated: List[Any], interrogator: List[Interrogator],
+                prompt: Optional[List[str]] = None) -> io.NodeOutput:
         it = interrogator[0]
         originals = [im for batch in original for im in tensor_to_pil(batch)]
         references = [im for batch in regenerated for im in tensor_to_pil(batch)]
         with _host(it).node_run():
             scores = it.score(originals, references=references, prompts=list(prompt) if prompt else None)
-        for i, sc in enumerate(scores):
-            log.info("image %d: %s", i, sc.to_text())
-        return ([float(sc.image_similarity or 0.0) for sc in scores],
-                [float(sc.prompt_similarity or 0.0) for sc in scores],
-                [sc.to_text() for sc in scores])
+        return io.NodeOutput([float(sc.image_similarity or 0.0) for sc in scores],
+                             [float(sc.prompt_similarity or 0.0) for sc in scores],
+                             [sc.to_text() for sc in scores])
 
 
-NODE_CLASS_MAPPINGS = {
-    "PromptInterrogator.Loader": InterrogatorLoader,
-    "PromptInterrogator.Interrogate": Interrogate,
-    "PromptInterrogator.Caption": Caption,
-    "PromptInterrogator.Analyze": Analyze,
-    "PromptInterrogator.RoundTripScore": RoundTripScore,
-}
+NODES: List[Type[io.ComfyNode]] = [InterrogatorLoader, Interrogate, Caption, Analyze, RoundTripScore]
 
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "PromptInterrogator.Loader": "Interrogator Loader (Prompt Interrogator)",
-    "PromptInterrogator.Interrogate": "Interrogate Image (Prompt Interrogator)",
-    "PromptInterrogator.Caption": "Caption Image (Prompt Interrogator)",
-    "PromptInterrogator.Analyze": "Analyze Image (Prompt Interrogator)",
-    "PromptInterrogator.RoundTripScore": "Round-trip Score (Prompt Interrogator)",
-}
+
+class PromptInterrogatorExtension(ComfyExtension):
+    """The pack as ComfyUI's V3 extension: its five nodes."""
+
+    async def get_node_list(self) -> List[Type[io.ComfyNode]]:
+        return list(NODES)
+
+
+async def comfy_entrypoint() -> PromptInterrogatorExtension:
+    """What ComfyUI calls to load the pack (V3)."""
+    return PromptInterrogatorExtension()

@@ -245,7 +245,10 @@ class ComfyHost:
 
 
 def tensor_to_pil(images: torch.Tensor) -> List["Image.Image"]:
-    """ComfyUI ``IMAGE`` (float [B, H, W, C] in 0..1, or one [H, W, C] image) → RGB PIL images."""
+    """ComfyUI ``IMAGE`` (float [B, H, W, C] in 0..1, or one [H, W, C] image) → RGB PIL images.
+
+    Values outside 0..1 are clamped; NaN or infinite values are a ValueError naming the image.
+    """
     from PIL import Image
 
     if images.ndim == 3:
@@ -255,8 +258,14 @@ def tensor_to_pil(images: torch.Tensor) -> List["Image.Image"]:
                          f"{tuple(images.shape)}")
     if images.shape[-1] not in (1, 2, 3, 4):
         raise ValueError(f"expected 1 to 4 channels in the last dimension, got shape {tuple(images.shape)}")
-    x = torch.nan_to_num(images.detach().float().cpu(), nan=0.0, posinf=1.0, neginf=0.0)
-    arr = (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    x = images.detach().float().cpu()
+    bad = (~torch.isfinite(x)).flatten(1).sum(1)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise ValueError(f"image {i} of the IMAGE batch has {int(bad[i])} NaN/inf pixel values (of "
+                         f"{x[i].numel()}): the node that made it produced invalid pixels (a VAE decode in fp16 "
+                         f"often does: try --fp32-vae); fix it there, an interrogation of it would be garbage")
+    arr = (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # values slightly out of 0..1 are clamped
     modes = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
     out = []
     for i, a in enumerate(arr):
