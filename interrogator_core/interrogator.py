@@ -236,6 +236,30 @@ class Interrogator:
         if self._second is not None:
             self._second.release_device_caches()
 
+    def reconfigured(self, config: InterrogatorConfig, host: Optional[HostAdapter] = None) -> "Interrogator":
+        """The interrogator for ``config`` (and ``host``; default: this one's), keeping what did not change.
+
+        The one way a host applies new settings: returns ``self`` when only the offload policy differs (it is
+        switched in place); otherwise a new interrogator that took over every loaded model (and label tables)
+        that would load identically, after which this one is unloaded and must not be used again. When the
+        host changes, the models leave the old host first (offloaded, its per-model data dropped).
+        """
+        host = host or self.host
+        with self._lock:
+            if host is self.host and replace(config, offload=self.config.offload) == self.config:
+                if config.offload is not self.config.offload:
+                    self.set_offload(config.offload)
+                return self
+            if host is not self.host:
+                self.offload()
+                for handle in self.models:
+                    handle.host_data.clear()
+            new = Interrogator(config, host)
+            taken = new.adopt_models_from(self)
+            log.info("new interrogator settings; kept: %s", ", ".join(taken) or "nothing")
+            self.unload()  # frees only what was not taken over
+            return new
+
     def adopt_models_from(self, other: "Interrogator") -> List[str]:
         """Take over ``other``'s loaded models that this configuration would load identically (same model
         name and dtype; label tables also need the same lists and blocklist). Returns what was taken;
