@@ -22,12 +22,11 @@ from __future__ import annotations
 import logging
 import os
 import weakref
-from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple, Type
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 from comfy_api.latest import ComfyExtension, io
 
-from interrogator_core import (TARGETS, Interrogator, InterrogatorConfig,
+from interrogator_core import (TARGETS, Interrogator, InterrogatorConfig, UnknownNameError,
                                list_caption_models, list_clip_models, list_modes, list_targets)
 from interrogator_core.targets import CUSTOM
 from interrogator_hosts.comfyui import (MEMORY_POLICIES, PRECISIONS, ComfyHost, folder_paths_register,
@@ -102,26 +101,8 @@ def caption_choices() -> List[str]:
 
 
 # -- loader cache --------------------------------------------------------------------------------------------
-@dataclass
-class _Loaded:
-    """What a loader node built last: the interrogator and the widget values that shaped it."""
-
-    interrogator: Interrogator
-    clip_model: str
-    caption_model: Optional[str]
-    precision: str
-    target: str = CUSTOM
-    sdxl_dual: bool = False
-    data_dir: Optional[str] = None
-
-    def settings(self) -> tuple:
-        """What a new build depends on (not the memory policy: that is changed in place)."""
-        return (self.clip_model, self.caption_model, self.precision, self.target, self.sdxl_dual,
-                self.data_dir)
-
-
-#: Per loader node (its unique id): the last interrogator it built.
-_LOADED: dict = {}
+#: Per loader node (its unique id): the interrogator it built last.
+_LOADED: Dict[str, Interrogator] = {}
 
 
 def _on_evict_for(interrogator: Interrogator):
@@ -137,47 +118,30 @@ def _on_evict_for(interrogator: Interrogator):
 
 def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str], precision: str,
                      memory: str, target: str = CUSTOM, sdxl_dual: bool = False) -> Interrogator:
-    """The interrogator for a loader node: reused, reconfigured, or rebuilt reusing what did not change.
+    """The interrogator for a loader node's widgets: the node's last one reconfigured
+    (:meth:`Interrogator.reconfigured` keeps every model that stays), or a new one.
 
-    ``target`` (``list_targets()``) picks the CLIP model; ``custom`` uses ``clip_model``. Like another
-    ``clip_model``, another target or ``sdxl_dual`` rebuilds the interrogator keeping the models that stay.
+    ``target`` (``list_targets()``) picks the CLIP model; ``custom`` uses ``clip_model``. ``precision`` and
+    the memory policy's managed/pinned choice belong to the :class:`ComfyHost`: changing them hands the models
+    to a new host.
     """
     if memory not in MEMORY_POLICIES:
-        raise ValueError(f"unknown memory policy {memory!r}; valid: {', '.join(MEMORY_POLICIES)}")
+        raise UnknownNameError("memory policy", memory, MEMORY_POLICIES)
     policy, managed = MEMORY_POLICIES[memory]
     folders = model_folders()
-    labels = label_dir(folders)
-    settings = (clip_model, caption_model, precision, target, bool(sdxl_dual), labels)
-    old = _LOADED.get(node_id)
-    if old is not None and old.settings() == settings:
-        it = old.interrogator
-        host = it.host
-        assert isinstance(host, ComfyHost)
-        if host.managed != managed:
-            host.forget(it.models)  # out of ComfyUI's list / off the device; the next run loads the new way
-            host.managed = managed
-        it.set_offload(policy)
-        log.info("loader %s: reusing loaded models (memory policy: %s)", node_id, memory)
-        return it
-
     config = InterrogatorConfig(clip_model=clip_model, caption_model=caption_model, cache_dir=folders[0],
                                 model_dirs=folders, download_dir=folders[0], offload=policy, target=target,
-                                sdxl_dual=bool(sdxl_dual), data_dir=labels)
-    if target != CUSTOM:
-        log.info("loader %s: target %s uses CLIP %s (the clip_model widget is ignored)", node_id, target,
-                 config.clip_model)
-    if labels is not None:
-        log.info("loader %s: label lists from %s", node_id, labels)
-    host = ComfyHost(precision=precision, managed=managed)
-    new = Interrogator(config, host)
-    host.on_evict = _on_evict_for(new)
-    if old is not None:
-        old.interrogator.host.forget(old.interrogator.models)
-        moved = new.adopt_models_from(old.interrogator)
-        log.info("loader %s: new settings; reused: %s", node_id, ", ".join(moved) or "nothing")
-        old.interrogator.unload()  # frees only what was not taken over
-    _LOADED[node_id] = _Loaded(new, *settings)
-    return new
+                                sdxl_dual=bool(sdxl_dual), data_dir=label_dir(folders))
+    current = _LOADED.get(node_id)
+    host = current.host if current is not None else None
+    if not isinstance(host, ComfyHost) or (host.precision, host.managed) != (precision, managed):
+        host = ComfyHost(precision=precision, managed=managed)
+    it = Interrogator(config, host) if current is None else current.reconfigured(config, host)
+    if it is current:
+        log.info("loader %s: reusing loaded models (memory policy: %s)", node_id, memory)
+    host.on_evict = _on_evict_for(it)
+    _LOADED[node_id] = it
+    return it
 
 
 # -- nodes ---------------------------------------------------------------------------------------------------

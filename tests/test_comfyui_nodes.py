@@ -6,6 +6,7 @@ The pack is imported the way ComfyUI imports a custom node folder (``spec_from_f
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import importlib.util
 import logging
@@ -73,8 +74,10 @@ def comfy(monkeypatch, tmp_path, tiny_models, second_clip, small_data_dir) -> It
     # the bundled label lists take ~20 s to encode; the small lists keep each test around a second
     monkeypatch.setattr(labels, "DATA_DIR", small_data_dir)
     pack = load_pack()
-    yield SimpleNamespace(mm=mm, utils=utils, folder_paths=folder_paths, pack=pack,
-                          nodes=sys.modules[PACK + ".nodes"], folder=folder)
+    nodes = sys.modules[PACK + ".nodes"]
+    # short captions keep the tiny BLIP fast (not a widget: every loader call gets the same value)
+    monkeypatch.setattr(nodes, "InterrogatorConfig", functools.partial(InterrogatorConfig, caption_max_length=8))
+    yield SimpleNamespace(mm=mm, utils=utils, folder_paths=folder_paths, pack=pack, nodes=nodes, folder=folder)
     _drop_modules("comfy", "comfy_api", "folder_paths", PACK)
 
 
@@ -99,7 +102,6 @@ def load(comfy, clip: str = "tiny-clip", caption: str = "tiny-blip", precision: 
     """Run the loader node; ``new_widgets``: the optional ``target`` / ``sdxl_dual`` (absent in old workflows)."""
     (it,) = run(comfy.nodes.InterrogatorLoader, node_id, clip_model=clip, caption_model=caption,
                 precision=precision, memory=memory, **new_widgets)
-    it.config.caption_max_length = 8
     return it
 
 
@@ -346,11 +348,14 @@ def test_keep_loaded_pins_models_outside_comfys_list(comfy):
     mm.unload_all_models()
     assert all(h.device == mm.text_encoder_device() for h in it.models)
 
-    # switching the widget to host managed keeps the models and hands them to ComfyUI on the next run
+    # switching the widget to host managed hands the same models to a managed host: ComfyUI gets them on the
+    # next run, nothing reloads
+    modules = {h.name: h.module for h in it.models}
     again = load(comfy, memory="host managed")
-    assert again is it
-    interrogate(comfy, image_batch(1), it, "fast", 2, 4, 2)
-    assert len(ours(mm, it)) == 2
+    assert again.host is not it.host and again.host.managed and it.models == []
+    assert {h.name: h.module for h in again.models} == modules
+    interrogate(comfy, image_batch(1), again, "fast", 2, 4, 2)
+    assert len(ours(mm, again)) == 2 and {h.name: h.module for h in again.models} == modules
 
 
 def test_interrupt_uses_comfys_flag_and_exception(comfy):
@@ -463,7 +468,7 @@ def test_changing_a_widget_reloads_only_what_changed(comfy, monkeypatch):
 
     # a second loader node keeps its own models
     load(comfy, node_id="2")
-    assert comfy.nodes._LOADED["1"].interrogator is no_caption
+    assert comfy.nodes._LOADED["1"] is no_caption
 
 
 def test_replaced_interrogator_leaves_comfys_list(comfy):
@@ -635,12 +640,12 @@ def test_sdxl_dual_fills_the_vit_l_outputs_and_both_encoders_follow_the_memory_p
     # all three models (caption, bigG, L) are on ComfyUI's manager ...
     assert sorted(n.split(":")[0] for n in _holders(mm)) == ["caption", "clip", "clip"]
     # ... and leave it when the memory widget says "keep loaded" (the second encoder too)
-    assert load(comfy, target="sdxl", sdxl_dual=True, memory="keep loaded") is it
-    assert _holders(mm) == []
+    pinned = load(comfy, target="sdxl", sdxl_dual=True, memory="keep loaded")
+    assert _holders(mm) == [] and len(pinned.models) == 3 and it.models == []
 
     # dual off: a new interrogator that keeps bigG and the caption model and drops the ViT-L encoder
     single = load(comfy, target="sdxl", sdxl_dual=False, memory="keep loaded")
-    assert single is not it and it.models == []
+    assert single is not pinned and pinned.models == [] and len(single.models) == 2
     out = interrogate(comfy, image_batch(1), single, "fast", 2, 4, 3)
     assert out[3:] == ([""], [""]) and len(registry_names_to_tiny) == 2, "nothing reloaded"
 
