@@ -35,7 +35,8 @@ from interrogator_core import (DeviceOutOfMemoryError, ImageError, InterrogatorE
                                list_targets)
 from interrogator_core.images import MAX_PIXELS
 
-from .a1111 import MAX_BEAM_WIDTH, InterrogatorService, get_service
+from .a1111_service import InterrogatorService, get_service
+from .a1111_settings import MAX_BEAM_WIDTH
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +305,6 @@ def mount(app: FastAPI, service: Optional[InterrogatorService] = None,
 def on_app_started(demo: Any, app: FastAPI) -> None:
     """``script_callbacks.on_app_started`` callback (``demo`` is None with ``--nowebui``)."""
     mount(app)
-    from .a1111 import install_builtin_hook
+    from .a1111_hooks import install_builtin_hook
 
     install_builtin_hook()

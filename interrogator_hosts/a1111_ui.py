@@ -14,7 +14,9 @@ import gradio as gr
 from interrogator_core import Interrupted, TABLE_NAMES, list_caption_models, list_modes, list_targets
 from interrogator_core.targets import CUSTOM
 
-from .a1111 import IMG2IMG_ACTIONS, MAX_BEAM_WIDTH, NO_CAPTION, InterrogatorService, get_service, target_info
+from .a1111_hooks import IMG2IMG_ACTIONS
+from .a1111_service import InterrogatorService, get_service
+from .a1111_settings import MAX_BEAM_WIDTH, NO_CAPTION, target_info
 from interrogator_core.batch import EXISTING_POLICIES
 
 log = logging.getLogger(__name__)

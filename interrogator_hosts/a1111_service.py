@@ -1,0 +1,270 @@
+"""The service shared by the tab, the img2img script and the API: one engine instance configured from the
+settings page; ``job()`` wraps every call in ``queue_lock`` / ``shared.state.begin``/``end`` and offloads the
+models when a call fails."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence
+
+from interrogator_core import (AnalyzeResult, InterrogationResult, Interrogator, InterrogatorConfig,
+                               OffloadPolicy, RoundTripScore, list_modes)
+from interrogator_core.errors import UnknownNameError
+from interrogator_core.targets import CUSTOM, target_clip_model
+
+from interrogator_core import batch as batch_mod
+
+from .a1111_host import make_host, webui_low_vram
+from .a1111_settings import NO_CAPTION, Settings, _models_path, read_settings
+
+log = logging.getLogger(__name__)
+
+
+def _queue_lock():
+    try:
+        from modules.call_queue import queue_lock
+    except ImportError:  # pragma: no cover - every webui has it
+        return nullcontext()
+    return queue_lock
+
+
+class InterrogatorService:
+    """One :class:`Interrogator` for the whole webui, rebuilt when its models or cache folder change.
+
+    Args:
+        host_factory: builds the host adapter (default: :func:`make_host`).
+        settings: returns the current :class:`Settings` (default: :func:`read_settings`).
+        config_overrides: extra :class:`InterrogatorConfig` fields (tests: ``data_dir``, ``caption_max_length``).
+    """
+
+    def __init__(self, host_factory: Callable[[], Any] = make_host, settings: Callable[[], Settings] = read_settings,
+                 config_overrides: Optional[Dict[str, Any]] = None) -> None:
+        self._host_factory = host_factory
+        self._settings = settings
+        self._overrides = dict(config_overrides or {})
+        self._lock = threading.RLock()
+        self._host: Optional[Any] = None
+        self._ci: Optional[Interrogator] = None
+        self._key: Optional[tuple] = None
+
+    # -- configuration ------------------------------------------------------------------------------------
+    def settings(self) -> Settings:
+        return self._settings()
+
+    @property
+    def host(self):
+        if self._host is None:
+            self._host = self._host_factory()
+        return self._host
+
+    def policy(self, settings: Settings) -> OffloadPolicy:
+        if settings.keep_loaded:
+            return OffloadPolicy.KEEP
+        return OffloadPolicy.LOW_VRAM if webui_low_vram() else OffloadPolicy.OFFLOAD
+
+    def target_for(self, target: Optional[str], clip_model: Optional[str] = None) -> str:
+        """The target preset to use: ``target``; else ``custom`` when a CLIP model is named explicitly (it
+        must win over the settings' default target); else the settings' default target."""
+        if target:
+            return target.strip()
+        return CUSTOM if clip_model and clip_model.strip() else self.settings().target
+
+    def clip_model_for(self, clip_model: Optional[str] = None, target: Optional[str] = None) -> str:
+        """The CLIP model a call with these arguments uses (a target preset's, or the named/default one)."""
+        clip = (clip_model or self.settings().clip_model).strip()
+        return target_clip_model(self.target_for(target, clip_model), clip)
+
+    def interrogator(self, clip_model: Optional[str] = None, caption_model: Optional[str] = None,
+                     target: Optional[str] = None, sdxl_dual: bool = False) -> Interrogator:
+        """The engine for these models (settings' defaults for None; see :meth:`target_for`). A change builds
+        a new engine that takes over the models that stay (e.g. the caption model when only CLIP changes)
+        and unloads the rest of the previous one."""
+        s = self.settings()
+        clip = (clip_model or s.clip_model).strip()
+        target = self.target_for(target, clip_model)
+        if caption_model is None:
+            caption: Optional[str] = s.caption_model
+        else:
+            caption = None if caption_model.strip().lower() in ("", NO_CAPTION) else caption_model.strip()
+        key = (target_clip_model(target, clip), caption, s.cache_dir, target, bool(sdxl_dual))
+        with self._lock:
+            if self._ci is None or self._key != key:
+                cfg = dict(clip_model=clip, caption_model=caption, cache_dir=s.cache_dir,
+                           model_dirs=(os.path.join(_models_path(), "clip-interrogator"),),
+                           offload=self.policy(s), target=target, sdxl_dual=bool(sdxl_dual))
+                cfg.update(self._overrides)
+                new = Interrogator(InterrogatorConfig(**cfg), host=self.host)
+                if self._ci is not None:
+                    kept = new.adopt_models_from(self._ci)
+                    log.info("switching models: unloading %s (kept: %s)", self._key[:2] if self._key else None,
+                             ", ".join(kept) or "nothing")
+                    self._ci.unload()
+                self._ci = new
+                self._key = key
+            else:
+                self._ci.set_offload(self.policy(s))
+            return self._ci
+
+    @property
+    def loaded(self) -> Dict[str, Any]:
+        """What is loaded now (for the models endpoint and the tab)."""
+        ci = self._ci
+        if ci is None:
+            return {"clip_model": None, "caption_model": None, "models": []}
+        return {"clip_model": ci.config.clip_model, "caption_model": ci.config.caption_model,
+                "models": [{"name": h.name, "device": str(h.device)} for h in ci.models]}
+
+    # -- jobs ---------------------------------------------------------------------------------------------
+    @contextmanager
+    def job(self, name: str, *, lock: bool = True, own_state: bool = True) -> Iterator[None]:
+        """Run one job: under ``queue_lock`` (``lock``), between ``shared.state.begin``/``end``
+        (``own_state``; False inside a generation, which owns the state), offloading models if it fails."""
+        from modules import devices, shared
+
+        with (_queue_lock() if lock else nullcontext()):
+            state = getattr(shared, "state", None) if own_state else None
+            if state is not None:
+                state.begin(job=name)
+            try:
+                yield
+            except BaseException:
+                self.offload()
+                raise
+            finally:
+                if state is not None:
+                    state.end()
+                devices.torch_gc()
+
+    def offload(self) -> None:
+        """Move the models to the offload device (never raises: used on error paths)."""
+        ci = self._ci
+        if ci is None:
+            return
+        try:
+            ci.offload()
+        except Exception:  # pragma: no cover - offloading is best effort on an error path
+            log.exception("offloading the interrogator models failed")
+
+    def unload(self) -> bool:
+        """Forget the models (they reload on next use); True if something was loaded."""
+        with self._lock:
+            ci, self._ci, self._key = self._ci, None, None
+        if ci is None:
+            return False
+        ci.unload()
+        from modules import devices
+
+        devices.torch_gc()
+        return True
+
+    # -- calls --------------------------------------------------------------------------------------------
+    def prompt(self, image, mode: Optional[str] = None, *, clip_model: Optional[str] = None,
+               caption_model: Optional[str] = None, min_flavors: Optional[int] = None,
+               max_flavors: Optional[int] = None, negative_count: Optional[int] = None,
+               caption: Optional[str] = None, target: Optional[str] = None, beam_width: Optional[int] = None,
+               sdxl_dual: bool = False, lock: bool = True, own_state: bool = True) -> InterrogationResult:
+        """Image → positive + negative prompt + caption (None arguments take the settings' values); with
+        ``sdxl_dual`` (target sdxl) also ``positive_l``/``negative_l`` for SDXL's ViT-L/14 encoder."""
+        s = self.settings()
+        mode = mode or s.mode
+        if mode not in list_modes():
+            raise UnknownNameError("mode", mode, list_modes())
+        with self.job("interrogate", lock=lock, own_state=own_state):
+            ci = self.interrogator(clip_model, caption_model, target=target, sdxl_dual=sdxl_dual)
+            return ci.interrogate(
+                [image], mode=mode,
+                min_flavors=s.min_flavors if min_flavors is None else int(min_flavors),
+                max_flavors=s.max_flavors if max_flavors is None else int(max_flavors),
+                negative_count=s.negative_count if negative_count is None else int(negative_count),
+                captions=None if caption is None else [caption],
+                beam_width=s.beam_width if beam_width is None else int(beam_width))[0]
+
+    def score(self, image, *, regenerated=None, prompt: Optional[str] = None, clip_model: Optional[str] = None,
+              target: Optional[str] = None, lock: bool = True) -> RoundTripScore:
+        """Round trip: CLIP cosine of ``image`` with the ``regenerated`` image and/or with ``prompt``."""
+        if regenerated is None and not (prompt and prompt.strip()):
+            raise ValueError("nothing to score: give a regenerated image, a prompt, or both")
+        with self.job("interrogator score", lock=lock):
+            ci = self.interrogator(clip_model, target=target)
+            return ci.score([image], references=None if regenerated is None else [regenerated],
+                            prompts=[prompt] if prompt and prompt.strip() else None)[0]
+
+    def analyze(self, image, *, clip_model: Optional[str] = None, caption_model: Optional[str] = None,
+                top_n: int = 5, tables: Optional[Sequence[str]] = None, with_caption: bool = False,
+                lock: bool = True) -> AnalyzeResult:
+        """Top ``top_n`` labels of each table with their similarity."""
+        with self.job("interrogator analyze", lock=lock):
+            ci = self.interrogator(clip_model, caption_model if with_caption else None)
+            return ci.analyze([image], top_n=int(top_n), tables=list(tables) if tables else None,
+                              with_caption=with_caption)[0]
+
+    def batch(self, folder: str, *, recursive: bool = True, output: str = "txt", existing: str = "skip",
+              resume: bool = True, out_file: Optional[str] = None, mode: Optional[str] = None,
+              clip_model: Optional[str] = None, caption_model: Optional[str] = None,
+              min_flavors: Optional[int] = None, max_flavors: Optional[int] = None,
+              negative_count: Optional[int] = None,
+              on_progress: Optional[Callable[[int, int, str], None]] = None) -> batch_mod.BatchSummary:
+        """Interrogate every image of ``folder`` (see :mod:`interrogator_hosts.batch`)."""
+        from modules import shared
+
+        s = self.settings()
+        mode = mode or s.mode
+        if mode not in list_modes():
+            raise UnknownNameError("mode", mode, list_modes())
+        root = Path(folder.strip().strip('"')).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root} is not a folder")
+        images = batch_mod.collect_images([root], recursive=recursive)
+        writer = batch_mod.BatchWriter(root, output=output, existing=existing, out_file=out_file, resume=resume)
+        tqdm = getattr(shared, "total_tqdm", None)
+        state = getattr(shared, "state", None)
+
+        def progress(done: int, total: int, name: str) -> None:
+            if state is not None:
+                state.job_no = done
+            if tqdm is not None:
+                tqdm.update()
+            if on_progress is not None:
+                on_progress(done, total, name)
+
+        with self.job("interrogator batch"):
+            if state is not None:
+                state.job_count = len(images)
+            try:
+                ci = self.interrogator(clip_model, caption_model)
+                if tqdm is not None:
+                    tqdm.updateTotal(len(writer.pending(images)))
+                summary = batch_mod.run_batch(
+                    ci, images, writer, mode=mode,
+                    min_flavors=s.min_flavors if min_flavors is None else int(min_flavors),
+                    max_flavors=s.max_flavors if max_flavors is None else int(max_flavors),
+                    negative_count=s.negative_count if negative_count is None else int(negative_count),
+                    chunk_size=ci.config.caption_batch_size, on_progress=progress)
+            finally:
+                writer.close()
+                if tqdm is not None:
+                    tqdm.clear()
+        return summary
+
+
+_service: Optional[InterrogatorService] = None
+_service_lock = threading.Lock()
+
+
+def get_service() -> InterrogatorService:
+    """The webui-wide service (created on first use)."""
+    global _service
+    with _service_lock:
+        if _service is None:
+            _service = InterrogatorService()
+        return _service
+
+
+def set_service(service: Optional[InterrogatorService]) -> None:
+    """Replace the webui-wide service (tests; None: create a fresh one on next use)."""
+    global _service
+    with _service_lock:
+        _service = service
