@@ -299,7 +299,7 @@ def test_models_go_through_model_patcher_and_load_models_gpu(comfy):
     handles = it.models
     assert len(handles) == 2
     for h in handles:
-        patcher = h.host_data["comfy_patcher"]
+        patcher = h.host_data["patcher"]
         assert id(patcher) in patchers
         assert type(patcher.model).__name__ == "InterrogatorModelHolder"
         assert patcher.model.wrapped is h.module  # the holder, not the transformers model, gets `.device`
@@ -314,7 +314,7 @@ def test_comfy_eviction_unloads_us_and_drops_label_embeddings_then_reloads(comfy
     mm = comfy.mm
     it = load(comfy)
     interrogate(comfy, image_batch(1), it, "fast", 2, 4, 2)
-    patchers = [h.host_data["comfy_patcher"] for h in it.models]
+    patchers = [h.host_data["patcher"] for h in it.models]
     released = []
     from interrogator_core.tables import LabelIndex
     monkeypatch.setattr(LabelIndex, "release", lambda self: released.append(self.name))
@@ -326,7 +326,45 @@ def test_comfy_eviction_unloads_us_and_drops_label_embeddings_then_reloads(comfy
 
     interrogate(comfy, image_batch(1), it, "fast", 2, 4, 2)
     assert len(ours(mm, it)) == 2
-    assert [h.host_data["comfy_patcher"] for h in it.models] == patchers  # same registrations reused
+    assert [h.host_data["patcher"] for h in it.models] == patchers  # same registrations reused
+
+
+def test_comfy_host_is_the_shared_managed_host_and_moves_a_split_model_whole(comfy, monkeypatch, caplog):
+    """ComfyHost is the shared ManagedHost with ComfyUI's calls injected; like on Forge, a model the manager
+    left partly off the device (a partial low-VRAM load) is moved there whole."""
+    from interrogator_hosts.comfyui import COMFY_MEMORY, ComfyHost
+    from interrogator_hosts.managed import ManagedHost
+    from comfy.model_patcher import ModelPatcher
+
+    host = ComfyHost()
+    assert isinstance(host, ManagedHost) and host.manager is COMFY_MEMORY
+    for name in ("load", "offload", "load_device", "dtype_for", "patcher_for"):
+        assert getattr(ComfyHost, name) is getattr(ManagedHost, name), name
+    mm = comfy.mm
+    mm.DEVICE = torch.device("meta")
+    monkeypatch.setattr(ModelPatcher, "load", lambda self, *a, **k: None)  # nothing moved by the manager
+    from interrogator_core import ModelHandle
+
+    h = ModelHandle("clip:x", torch.nn.Linear(2, 2), torch.float32)
+    with caplog.at_level(logging.WARNING):
+        host.load([h])
+    assert all(p.device.type == "meta" for p in h.module.parameters())
+    assert any("ComfyUI kept part of clip:x off meta" in r.getMessage() for r in caplog.records)
+
+
+def test_precision_change_hands_the_models_to_a_new_host_keeping_what_loads_the_same(comfy):
+    mm = comfy.mm
+    it = load(comfy, caption="none", precision="fp32")
+    interrogate(comfy, image_batch(1), it, "negative", 2, 4, 2)
+    clip = it.models[0].module
+    same_dtype = load(comfy, caption="none", precision="auto")  # auto is fp32 on this (fake) CPU
+    assert same_dtype is not it and same_dtype.host is not it.host and it.models == []
+    interrogate(comfy, image_batch(1), same_dtype, "negative", 2, 4, 2)
+    assert same_dtype.models[0].module is clip, "same dtype: taken over, not reloaded"
+    assert len(ours(mm, same_dtype)) == 1 and len(mm.current_loaded_models) == 1, "old registration gone"
+    half = load(comfy, caption="none", precision="bf16")
+    assert half.models == [] and same_dtype.models == [], "another dtype: nothing taken over, the old one freed"
+    assert mm.current_loaded_models == []
 
 
 def test_offload_after_run_leaves_comfys_loaded_list(comfy):
@@ -335,7 +373,7 @@ def test_offload_after_run_leaves_comfys_loaded_list(comfy):
     interrogate(comfy, image_batch(2), it, "fast", 2, 4, 2)
     assert any(name == "load_models_gpu" for name, _ in mm.CALLS)
     assert ours(mm, it) == []
-    assert all(h.host_data["comfy_patcher"].loaded_size() == 0 for h in it.models)
+    assert all(h.host_data["patcher"].loaded_size() == 0 for h in it.models)
     assert ("soft_empty_cache", ()) in mm.CALLS
 
 
