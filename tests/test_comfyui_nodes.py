@@ -267,6 +267,22 @@ def test_label_cache_goes_to_the_model_folder(comfy):
     assert any(p.name.startswith("tiny-clip_") and p.suffix == ".safetensors" for p in comfy.folder.iterdir())
 
 
+def test_label_lists_in_the_models_folder_replace_the_bundled_ones(comfy, small_data_dir):
+    it = load(comfy)
+    assert it.config.data_dir is None, "no labels/ folder: the bundled lists"
+    labels_dir = comfy.folder / "labels"
+    labels_dir.mkdir()
+    mine = {"artists": ["Nobody Known"], "flavors": ["glowing moss", "tiny robots"], "mediums": ["a mosaic"],
+            "movements": ["brutalism"], "negative": ["smudge"]}
+    for name, items in mine.items():
+        (labels_dir / f"{name}.txt").write_text("\n".join(items) + "\n")
+    it = load(comfy)
+    assert it.config.data_dir == str(labels_dir)
+    (text,) = analyze(comfy, image_batch(1), it, 3, False)[0]
+    ranked = {line.split(None, 1)[1] for line in text.splitlines() if line.startswith("  ")}
+    assert {"glowing moss", "tiny robots", "a mosaic", "brutalism", "by Nobody Known"} <= ranked
+
+
 # -- interrogate -----------------------------------------------------------------------------------------------
 def test_interrogate_batch_gives_one_string_per_image_same_as_the_engine(comfy, tiny_models, small_data_dir,
                                                                          tmp_path):
