@@ -158,8 +158,18 @@ def _target_tooltip() -> str:
             + f"; {CUSTOM}: the clip_model above)")
 
 
+def _schema(name: str, title: str, description: str, inputs: list, outputs: list, **options: Any) -> io.Schema:
+    """A node of this pack: id ``PromptInterrogator.<name>``, shown as "<title> (Prompt Interrogator)"."""
+    return io.Schema(node_id=f"PromptInterrogator.{name}", display_name=f"{title} (Prompt Interrogator)",
+                     category=CATEGORY, description=description, inputs=inputs, outputs=outputs, **options)
+
+
 def _image_input(id: str = "image", tooltip: Optional[str] = None) -> io.Image.Input:
     return io.Image.Input(id, tooltip=tooltip)
+
+
+def _image_and_interrogator() -> list:
+    return [_image_input(), InterrogatorType.Input("interrogator")]
 
 
 def _strings(*names_and_tips: Tuple[str, str]) -> List[io.String.Output]:
@@ -175,11 +185,9 @@ class InterrogatorLoader(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         clips = clip_choices()
         captions = caption_choices()
-        return io.Schema(
-            node_id="PromptInterrogator.Loader",
-            display_name="Interrogator Loader (Prompt Interrogator)",
-            category=CATEGORY,
-            description="Loads the interrogator models (lazily, on ComfyUI's memory manager).",
+        return _schema(
+            "Loader", "Interrogator Loader",
+            "Loads the interrogator models (lazily, on ComfyUI's memory manager).",
             inputs=[
                 io.Combo.Input("clip_model", options=clips,
                                default=PREFERRED_CLIP[0] if PREFERRED_CLIP[0] in clips else clips[0],
@@ -221,14 +229,11 @@ class Interrogate(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="PromptInterrogator.Interrogate",
-            display_name="Interrogate Image (Prompt Interrogator)",
-            category=CATEGORY,
-            description="Image → prompt and negative prompt (one per image in the batch).",
+        return _schema(
+            "Interrogate", "Interrogate Image",
+            "Image → prompt and negative prompt (one per image in the batch).",
             inputs=[
-                _image_input(),
-                InterrogatorType.Input("interrogator"),
+                *_image_and_interrogator(),
                 io.Combo.Input("mode", options=list_modes(), default="best",
                                tooltip="best: chain of flavors (slowest, best); fast: top labels; classic: "
                                        "clip-interrogator 1 style; negative: negative prompt only; caption: "
@@ -270,12 +275,10 @@ class Caption(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="PromptInterrogator.Caption",
-            display_name="Caption Image (Prompt Interrogator)",
-            category=CATEGORY,
-            description="Image → caption (one per image in the batch).",
-            inputs=[_image_input(), InterrogatorType.Input("interrogator")],
+        return _schema(
+            "Caption", "Caption Image",
+            "Image → caption (one per image in the batch).",
+            inputs=_image_and_interrogator(),
             outputs=_strings(("caption", "caption per image")),
         )
 
@@ -290,14 +293,11 @@ class Analyze(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="PromptInterrogator.Analyze",
-            display_name="Analyze Image (Prompt Interrogator)",
-            category=CATEGORY,
-            description="Image → top mediums, artists, movements, trendings and flavors with scores.",
+        return _schema(
+            "Analyze", "Analyze Image",
+            "Image → top mediums, artists, movements, trendings and flavors with scores.",
             inputs=[
-                _image_input(),
-                InterrogatorType.Input("interrogator"),
+                *_image_and_interrogator(),
                 io.Int.Input("top_n", default=5, min=1, max=100),
                 io.Boolean.Input("with_caption", default=False),
             ],
@@ -322,12 +322,9 @@ class RoundTripScore(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return io.Schema(
-            node_id="PromptInterrogator.RoundTripScore",
-            display_name="Round-trip Score (Prompt Interrogator)",
-            category=CATEGORY,
-            description="How well regenerated images (and prompts) match the originals: CLIP cosine "
-                        "similarities.",
+        return _schema(
+            "RoundTripScore", "Round-trip Score",
+            "How well regenerated images (and prompts) match the originals: CLIP cosine similarities.",
             is_input_list=True,
             inputs=[
                 _image_input("original", "the images that were interrogated"),

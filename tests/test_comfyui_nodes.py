@@ -25,6 +25,8 @@ import interrogator_core.interrogator as engine
 from interrogator_core import Interrogator, InterrogatorConfig, Interrupted, StandaloneHost, labels
 from interrogator_core.testing import make_tiny_clip
 
+from comfyui_v1_interface import V1_INTERFACE
+
 ROOT = Path(__file__).resolve().parent.parent
 FAKES = Path(__file__).resolve().parent / "fakes"
 PACK = "prompt_interrogator_pack_under_test"
@@ -130,21 +132,6 @@ def ours(mm, it: Interrogator) -> List:
     return [lm for lm in mm.current_loaded_models if id(getattr(lm.model.model, "wrapped", None)) in mods]
 
 
-#: The V1 release's node interface, frozen: ids, input names in order (required, optional), outputs. Saved
-#: workflows refer to exactly these (API format by name, UI format by widget position and output index).
-V1_INTERFACE = {
-    "PromptInterrogator.Loader": (["clip_model", "caption_model", "precision", "memory"],
-                                  ["target", "sdxl_dual"], ["INTERROGATOR"], ["interrogator"], [False]),
-    "PromptInterrogator.Interrogate": (
-        ["image", "interrogator", "mode", "min_flavors", "max_flavors", "negative_count"], ["beam_width"],
-        ["STRING"] * 5, ["positive", "negative", "caption", "positive_l", "negative_l"], [True] * 5),
-    "PromptInterrogator.Caption": (["image", "interrogator"], [], ["STRING"], ["caption"], [True]),
-    "PromptInterrogator.Analyze": (["image", "interrogator", "top_n", "with_caption"], [], ["STRING"],
-                                   ["analysis"], [True]),
-    "PromptInterrogator.RoundTripScore": (["original", "regenerated", "interrogator"], ["prompt"],
-                                          ["FLOAT", "FLOAT", "STRING"],
-                                          ["image_similarity", "prompt_similarity", "summary"], [True] * 3),
-}
 
 
 def options(spec: tuple) -> list:
@@ -177,9 +164,12 @@ def test_entry_exports_the_v3_extension_with_the_v1_node_interface(comfy):
         assert issubclass(cls, io.ComfyNode)
         required, optional, types, names, is_list = V1_INTERFACE[node_id]
         spec = cls.INPUT_TYPES()
+        # required inputs never change; optional inputs and outputs may only grow at the end
         assert list(spec["required"]) == required, node_id
-        assert list(spec.get("optional", {})) == optional, node_id
-        assert (list(cls.RETURN_TYPES), list(cls.RETURN_NAMES), list(cls.OUTPUT_IS_LIST)) == (types, names, is_list)
+        assert list(spec.get("optional", {}))[:len(optional)] == optional, node_id
+        n = len(types)
+        assert (list(cls.RETURN_TYPES)[:n], list(cls.RETURN_NAMES)[:n], list(cls.OUTPUT_IS_LIST)[:n]) == \
+            (types, names, is_list), node_id
         assert cls.CATEGORY == "image/interrogate" and cls.GET_SCHEMA().display_name.endswith("(Prompt Interrogator)")
     assert nodes["PromptInterrogator.Interrogate"].INPUT_TYPES()["required"]["interrogator"][0] == "INTERROGATOR"
     assert nodes["PromptInterrogator.Loader"].INPUT_TYPES()["hidden"] == {"unique_id": ("UNIQUE_ID",)}
