@@ -9,7 +9,7 @@ Hosts (ComfyUI, A1111/Forge, the CLI) pass a :class:`HostAdapter`; everything el
 Importing this package is cheap: models load on first use.
 """
 from .cache import LabelCache, cache_file_name, default_cache_dir, label_hash
-from .caption import CAPTION_MODELS, list_caption_models
+from .caption import CAPTION_MODELS, CAPTION_STYLES, list_caption_models, list_caption_styles
 from .clip import list_clip_models
 from .errors import (DeviceOutOfMemoryError, ImageError, InterrogatorError, Interrupted, ModelLoadError,
                      ModelNotFoundError, UnknownNameError)
@@ -17,15 +17,16 @@ from .host import HostAdapter, ModelHandle, OffloadPolicy, StandaloneHost
 from .interrogator import MODES, Interrogator, InterrogatorConfig, list_modes
 from .labels import TABLE_NAMES
 from .result import AnalyzeResult, InterrogationResult, RoundTripScore
-from .targets import TARGETS, TargetPreset, list_targets
+from .targets import TARGETS, TargetPreset, get_target, list_targets
+from .textenc import MAX_BEAM_WIDTH
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnalyzeResult", "CAPTION_MODELS", "DeviceOutOfMemoryError", "HostAdapter", "ImageError",
+    "AnalyzeResult", "CAPTION_MODELS", "CAPTION_STYLES", "DeviceOutOfMemoryError", "HostAdapter", "ImageError",
     "InterrogationResult", "Interrogator", "InterrogatorConfig", "InterrogatorError", "Interrupted",
     "LabelCache", "MODES", "ModelHandle", "ModelLoadError", "ModelNotFoundError", "OffloadPolicy",
     "StandaloneHost", "TABLE_NAMES", "UnknownNameError", "cache_file_name", "default_cache_dir", "label_hash",
-    "list_caption_models", "list_clip_models", "list_modes", "RoundTripScore", "TARGETS", "TargetPreset",
-    "list_targets",
+    "list_caption_models", "list_caption_styles", "list_clip_models", "list_modes", "RoundTripScore", "TARGETS",
+    "TargetPreset", "list_targets", "get_target", "MAX_BEAM_WIDTH",
 ]

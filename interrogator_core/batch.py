@@ -207,6 +207,10 @@ class BatchWriter:
                    "negative_similarity": result.negative_similarity}
             if getattr(result, "positive_l", None) is not None:
                 row.update(prompt_l=result.positive_l, negative_prompt_l=result.negative_l)
+            if getattr(result, "prompts", None):  # the target's prompts by encoder name (clip_l, clip_g, t5)
+                row.update(prompts=result.prompts)
+            if getattr(result, "notes", None):
+                row.update(notes=result.notes)
             self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             self._fh.flush()
         self._in_file.add(k)

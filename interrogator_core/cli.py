@@ -10,6 +10,7 @@ from typing import List, Optional
 
 from .batch import EXISTING_POLICIES, BatchWriter, collect_images, run_batch
 from .cache import default_cache_dir
+from .caption import list_caption_styles
 from .errors import InterrogatorError
 from .host import OffloadPolicy, StandaloneHost
 from .images import iter_image_files, open_image
@@ -33,9 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--caption-model", default="blip-large",
                    help="blip-base, blip-large, blip2-2.7b, blip2-flan-t5-xl, git-large-coco, a HF id, a folder, or 'none'")
     p.add_argument("--target", default="custom", choices=list_targets(),
-                   help="diffusion model the prompt is for: picks the CLIP model (custom: --clip-model)")
+                   help="diffusion model the prompts are for: picks the CLIP model(s), the caption style and the "
+                        "extra prompts (flux: clip_l + t5, no negative; sd35: clip_l + clip_g + t5; sdxl-tags: "
+                        "booru-style tags; custom: --clip-model)")
     p.add_argument("--sdxl-dual", action="store_true",
                    help="with --target sdxl: also print prompts for SDXL's ViT-L/14 encoder")
+    p.add_argument("--caption-style", default=None, choices=list_caption_styles(),
+                   help="caption style (default: the target's: detailed for flux/sd35, tags for sdxl-tags, "
+                        "else short)")
+    p.add_argument("--caption-prompt", default=None, metavar="TEXT",
+                   help="free instruction for chat-template caption models (overrides the style's)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="let a caption model run code from its repository (off: native transformers only)")
     p.add_argument("--beam-width", type=int, default=1, help="prompts kept per chain step (1: greedy)")
     p.add_argument("--min-flavors", type=int, default=8)
     p.add_argument("--max-flavors", type=int, default=32)
@@ -70,6 +80,7 @@ def _config(a: argparse.Namespace) -> InterrogatorConfig:
     caption = None if str(a.caption_model).lower() in ("none", "") else a.caption_model
     return InterrogatorConfig(
         clip_model=a.clip_model, target=a.target, sdxl_dual=a.sdxl_dual, caption_model=caption,
+        caption_style=a.caption_style, caption_prompt=a.caption_prompt, trust_remote_code=a.trust_remote_code,
         cache_dir=a.cache_dir, model_dirs=a.models_dir,
         data_dir=a.data_dir, user_tables_dir=a.user_tables, blocklist=a.blocklist, offload=a.offload,
     )
@@ -130,8 +141,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         def show(path, r) -> None:
             if not a.quiet:
                 text = f"== {path}\npositive: {r.positive}\nnegative: {r.negative}"
-                if r.positive_l is not None:
-                    text += f"\npositive (ViT-L): {r.positive_l}\nnegative (ViT-L): {r.negative_l}"
+                text += "".join(f"\n{key}: {prompt}" for key, prompt in r.prompts.items())
+                if r.negative_l is not None:
+                    text += f"\nnegative (clip_l): {r.negative_l}"
+                text += "".join(f"\nnote: {note}" for note in r.notes)
                 (bar.write if bar is not None else print)(text)
             if bar is not None:
                 bar.update(1)

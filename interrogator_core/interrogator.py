@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from PIL import Image
 
 from . import prompts
 from .cache import LabelCache, default_cache_dir
-from .caption import FAMILIES, Captioner, load_captioner
+from .caption import FAMILIES, Captioner, list_caption_styles, load_captioner
 from .clip import ClipModel, load_clip
 from .errors import InterrogatorError, UnknownNameError
 from .host import HostAdapter, ModelHandle, OffloadPolicy, StandaloneHost, empty_device_cache, retry_smaller_on_oom
@@ -21,7 +22,8 @@ from .images import ImageInput, describe, load_rgb
 from .labels import TABLE_NAMES, builtin_labels, read_blocklist, user_tables
 from .result import AnalyzeResult, InterrogationResult, RoundTripScore
 from .tables import LabelIndex
-from .targets import CUSTOM, TARGETS, target_clip_model
+from .targets import CUSTOM, T5, TargetPreset, get_target, target_clip_model
+from .textenc import MAX_BEAM_WIDTH
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +38,79 @@ MODES: Dict[str, Dict[str, bool]] = {
     "caption": {"caption": True, "clip": False},
 }
 
+#: max new tokens of a caption per style when ``caption_max_length`` is None (a paragraph needs room)
+CAPTION_TOKENS: Dict[str, int] = {"short": 32, "detailed": 256, "tags": 128}
+#: ... and with a free instruction (``caption_prompt``)
+INSTRUCTION_TOKENS = 256
+
 
 def list_modes() -> List[str]:
     return list(MODES)
 
 
+def whole_number(name: str, value: Any, minimum: int = 0, maximum: Optional[int] = None) -> int:
+    """``value`` of the setting ``name`` as an int within ``[minimum, maximum]``.
+
+    Hosts hand over widget values, so ints, whole floats (``8.0`` from a slider) and digit strings (``"8"``)
+    are converted; anything else (``"eight"``, ``8.5``, ``True``, ``None``) or a value out of bounds raises a
+    ValueError naming the setting and its bounds.
+    """
+    bounds = f"a whole number from {minimum}" + (f" to {maximum}" if maximum is not None else " up")
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        if isinstance(value, str):
+            number = int(value.strip())
+        elif isinstance(value, float):
+            if not value.is_integer():
+                raise TypeError
+            number = int(value)
+        else:
+            number = operator.index(value)  # int, numpy/torch integer scalars
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {bounds}, got {value!r}") from None
+    if number < minimum or (maximum is not None and number > maximum):
+        raise ValueError(f"{name} must be {bounds}, got {value!r}")
+    return number
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A yes/no setting: a bool, 0/1, or "true"/"false"/"yes"/"no"/"on"/"off"/"1"/"0" (any case)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+        return value.strip().lower() in ("true", "yes", "on", "1")
+    raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def check_request(mode: Any, min_flavors: Any, max_flavors: Any, negative_count: Any,
+                  beam_width: Any) -> Tuple[str, int, int, int, int]:
+    """The validated arguments of :meth:`Interrogator.interrogate` (the one place they are checked).
+
+    ``mode`` must be in ``list_modes()`` (else UnknownNameError); the counts are whole numbers >= 0 (see
+    :func:`whole_number`), ``min_flavors`` at most ``max_flavors``, ``beam_width`` from 1 to
+    :data:`MAX_BEAM_WIDTH`.
+    """
+    if not isinstance(mode, str) or mode not in MODES:
+        raise UnknownNameError("mode", str(mode), MODES)
+    min_flavors = whole_number("min_flavors", min_flavors, 0)
+    max_flavors = whole_number("max_flavors", max_flavors, 0)
+    negative_count = whole_number("negative_count", negative_count, 0)
+    beam_width = whole_number("beam_width", beam_width, 1, MAX_BEAM_WIDTH)
+    if min_flavors > max_flavors:
+        raise ValueError(f"min_flavors ({min_flavors}) is larger than max_flavors ({max_flavors}); lower "
+                         f"min_flavors to at most {max_flavors} or raise max_flavors")
+    return mode, min_flavors, max_flavors, negative_count, beam_width
+
+
 @dataclass
 class InterrogatorConfig:
     """Settings of an :class:`Interrogator`. Model names: see ``list_clip_models()``/``list_caption_models()``.
+
+    Whole-number settings also accept whole floats and digit strings (converted; see :func:`whole_number`),
+    yes/no settings also "true"/"false"; anything else is a ValueError naming the setting.
 
     Attributes:
         clip_model: open_clip ``ARCH/TAG``, ``hf-hub:`` id, ``ARCH/path/to/weights`` or a snapshot folder.
@@ -55,13 +122,21 @@ class InterrogatorConfig:
         user_tables_dir: folder of extra ``NAME.txt`` label lists added to the best/fast pools.
         blocklist: labels never used (a file path or a list; artist names block "by X"/"inspired by X").
         offload: :class:`OffloadPolicy` or its value ("keep", "offload", "lowvram").
-        caption_max_length: max new tokens of a caption.
+        caption_max_length: max new tokens of a caption (None: by style, see ``CAPTION_TOKENS``; 256 with
+            ``caption_prompt``).
         caption_batch_size / image_batch_size / text_batch_size: batch sizes (lower them for low VRAM).
         flavor_intermediate_count: how many top-ranked labels the chains choose from.
-        target: a diffusion family from ``list_targets()`` (sd15, sd2, sdxl) that picks ``clip_model``, or
-            "custom" to use ``clip_model`` as given.
-        sdxl_dual: with target "sdxl", also build prompts with SDXL's second encoder (ViT-L/14) and return
-            them as ``positive_l``/``negative_l`` (the bigG prompts stay ``positive``/``negative``).
+        target: the diffusion model the prompts are for, from ``list_targets()``: picks ``clip_model``, the
+            extra prompts a result carries (``result.prompts``), the caption style and how terms are joined
+            (see :mod:`interrogator_core.targets`); "custom" uses ``clip_model`` as given.
+        sdxl_dual: with target "sdxl", also build prompts with SDXL's second encoder (ViT-L/14): ``prompts``
+            gets ``clip_l`` beside ``clip_g``, and ``positive_l``/``negative_l`` are set (the bigG prompts stay
+            ``positive``/``negative``).
+        caption_style: "short", "detailed" or "tags" (``list_caption_styles()``); None: the target's (detailed
+            for flux/sd35, tags for sdxl-tags, else short). A style the target picked that the caption model
+            cannot write falls back to short, with a note in the result; one you set is an error instead.
+        caption_prompt: a free instruction for chat-template caption models; overrides the style's.
+        trust_remote_code: let a caption model run code from its repository (off: native transformers only).
     """
 
     clip_model: str = "ViT-L-14/openai"
@@ -73,30 +148,57 @@ class InterrogatorConfig:
     user_tables_dir: Optional[PathLike] = None
     blocklist: Union[None, PathLike, Sequence[str]] = None
     offload: Union[str, OffloadPolicy] = OffloadPolicy.KEEP
-    caption_max_length: int = 32
+    caption_max_length: Optional[int] = None
     caption_batch_size: int = 8
     image_batch_size: int = 16
     text_batch_size: int = 512
     flavor_intermediate_count: int = 2048
     target: str = CUSTOM
     sdxl_dual: bool = False
+    caption_style: Optional[str] = None
+    caption_prompt: Optional[str] = None
+    trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
         self.offload = OffloadPolicy.parse(self.offload)
+        preset = get_target(self.target)
         self.clip_model = target_clip_model(self.target, self.clip_model)
-        if self.sdxl_dual and self.target != "sdxl":
-            raise ValueError("sdxl_dual needs target='sdxl'")
-        for name in ("caption_max_length", "caption_batch_size", "image_batch_size", "text_batch_size",
-                     "flavor_intermediate_count"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        self.sdxl_dual = _flag("sdxl_dual", self.sdxl_dual)
+        self.trust_remote_code = _flag("trust_remote_code", self.trust_remote_code)
+        if self.sdxl_dual and not preset.extras_need_dual:
+            raise ValueError(f"sdxl_dual needs target='sdxl' (target is {self.target!r}); "
+                             "turn sdxl_dual off or pick target sdxl")
+        if self.caption_style is not None and self.caption_style not in list_caption_styles():
+            raise UnknownNameError("caption style", str(self.caption_style), list_caption_styles())
+        if self.caption_prompt is not None and not isinstance(self.caption_prompt, str):
+            raise ValueError(f"caption_prompt must be text, got {self.caption_prompt!r}")
+        self.caption_prompt = (self.caption_prompt or "").strip() or None
+        for name in ("caption_batch_size", "image_batch_size", "text_batch_size", "flavor_intermediate_count"):
+            setattr(self, name, whole_number(name, getattr(self, name), 1))
+        if self.caption_max_length is not None:
+            self.caption_max_length = whole_number("caption_max_length", self.caption_max_length, 1)
+
+    @property
+    def preset(self) -> TargetPreset:
+        """The target's profile (``targets.get_target(target)``)."""
+        return get_target(self.target)
+
+    @property
+    def effective_caption_style(self) -> str:
+        """``caption_style``, or the target's when None."""
+        return self.caption_style or self.preset.caption_style
 
 
 class Interrogator:
-    """Image → positive and negative prompt.
+    """Image → positive and negative prompt (and the other prompts the target reads).
 
     Models load lazily on first use, through the host adapter (device, dtype, make-room, offload).
     Calls are serialized: one interrogator can be shared between threads.
+
+    A target with more than one CLIP encoder (sd35, sdxl with ``sdxl_dual``) runs one nested interrogator per
+    extra encoder: same host, cache folder and label lists, the captions of this one. Together they form one
+    tree for memory: ``models``/``offload``/``unload`` cover every encoder, and the low-VRAM policy keeps one
+    model of the whole tree on the device.
     """
 
     def __init__(self, config: Optional[InterrogatorConfig] = None, host: Optional[HostAdapter] = None) -> None:
@@ -108,7 +210,8 @@ class Interrogator:
         self._tables: Optional[Dict[str, LabelIndex]] = None
         self._pool: Optional[LabelIndex] = None
         self._negative_pool: Optional[LabelIndex] = None
-        self._second: Optional["Interrogator"] = None
+        self._encoders: Dict[str, "Interrogator"] = {}  # extra CLIP encoders by prompt key (clip_l, ...)
+        self._root: "Interrogator" = self  # the interrogator whose tree this one belongs to
         self._cache = LabelCache(self.config.cache_dir)
 
     # -- public API -----------------------------------------------------------------------------------------
@@ -123,52 +226,63 @@ class Interrogator:
         captions: Optional[Sequence[Optional[str]]] = None,
         beam_width: int = 1,
     ) -> List[InterrogationResult]:
-        """One :class:`InterrogationResult` per image (positive, negative, caption, similarities).
+        """One :class:`InterrogationResult` per image (positive, negative, caption, similarities, and the
+        target's prompts by encoder name in ``prompts``).
 
         Args:
             images: PIL images or paths (one, or a list).
             mode: best, classic, fast, negative or caption (see ``list_modes()``).
-            min_flavors / max_flavors: bounds of the positive chain (best; min is capped at max), number of
+            min_flavors / max_flavors: bounds of the positive chain (best; min must not exceed max), number of
                 flavors (fast/classic).
             negative_count: most terms in the negative prompt (0: no negative prompt); negative mode uses
-                ``max_flavors`` instead, as clip-interrogator does.
+                ``max_flavors`` instead, as clip-interrogator does. Targets without a negative prompt (flux)
+                build none.
             captions: optional captions to use instead of generating them (None entries are generated).
-            beam_width: prompts kept per chain step (1: greedy, clip-interrogator's chain); k > 1 is never
-                worse than greedy and costs about k times the chain.
+            beam_width: prompts kept per chain step, 1 to ``MAX_BEAM_WIDTH`` (1: greedy, clip-interrogator's
+                chain); k > 1 is never worse than greedy and costs about k times the chain.
+
+        Clip prompts fit their encoder's 77-token window (the caption's head starts them); the ``t5`` prompt is
+        the full caption. In caption mode every prompt is the caption as written (no CLIP runs).
         """
-        if mode not in MODES:
-            raise UnknownNameError("mode", mode, MODES)
-        if beam_width < 1:
-            raise ValueError(f"beam_width must be at least 1, got {beam_width}")
-        if min(min_flavors, max_flavors, negative_count) < 0:
-            raise ValueError(f"min_flavors, max_flavors and negative_count must be >= 0, got "
-                             f"{min_flavors}, {max_flavors}, {negative_count}")
-        min_flavors = min(min_flavors, max_flavors)
+        mode, min_flavors, max_flavors, negative_count, beam_width = check_request(
+            mode, min_flavors, max_flavors, negative_count, beam_width)
         batch = self._prepare(images)
         if not batch:
             return []
-        need = MODES[mode]
+        need, preset = MODES[mode], self.config.preset
+        notes = list(preset.notes)
         with self._session():
-            caps = self._captions(batch, captions) if need["caption"] else ["" for _ in batch]
+            caps = self._captions(batch, captions, notes) if need["caption"] else ["" for _ in batch]
+            if self._joins_tags():
+                caps = [prompts.as_tags(c) for c in caps]
+            extra: Dict[str, List[InterrogationResult]] = {}
             if not need["clip"]:
-                return [InterrogationResult(mode=mode, positive=c, negative="", caption=c, source=describe(im, i))
-                        for i, (im, c) in enumerate(zip(batch, caps))]
-            feats = self._image_features(batch)
-            results = []
-            for i, (im, cap) in enumerate(zip(batch, caps)):
-                self.host.check_interrupt()
-                results.append(retry_smaller_on_oom(
-                    lambda bs: self._one(mode, feats[i], cap, min_flavors, max_flavors, negative_count, bs,
-                                         beam_width),
-                    self.config.text_batch_size, "building prompts"))
-                results[-1].source = describe(im, i)
-            if self.config.sdxl_dual:
-                second = self._second_encoder().interrogate(
-                    batch, mode, min_flavors=min_flavors, max_flavors=max_flavors, negative_count=negative_count,
-                    captions=caps, beam_width=beam_width)
-                for r, r2 in zip(results, second):
-                    r.positive_l, r.negative_l = r2.positive, r2.negative
-            return results
+                results = [InterrogationResult(mode=mode, positive=c, negative="", caption=c)
+                           for c in caps]
+            else:
+                feats = self._image_features(batch)
+                results = []
+                for i, cap in enumerate(caps):
+                    self.host.check_interrupt()
+                    results.append(retry_smaller_on_oom(
+                        lambda bs: self._one(mode, feats[i], cap, min_flavors, max_flavors, negative_count, bs,
+                                             beam_width, preset.negative),
+                        self.config.text_batch_size, "building prompts"))
+                for key, model in preset.extras(self.config.sdxl_dual):
+                    if mode == "negative" and not preset.extra_negatives:
+                        continue  # extra encoders give positives only: nothing to build
+                    extra[key] = self._encoder(key, model).interrogate(
+                        batch, mode, min_flavors=min_flavors, max_flavors=max_flavors,
+                        negative_count=negative_count if preset.extra_negatives else 0, captions=caps,
+                        beam_width=beam_width)
+        for i, (im, r) in enumerate(zip(batch, results)):
+            r.source = describe(im, i)
+            r.notes = list(notes)
+            mine = {key: rs[i] for key, rs in extra.items()}
+            r.prompts = self._target_prompts(preset, r, caps[i], mine)
+            if self.config.sdxl_dual and "clip_l" in mine:  # the fields old callers read
+                r.positive_l, r.negative_l = mine["clip_l"].positive, mine["clip_l"].negative
+        return results
 
     def score(self, images: Union[ImageInput, Sequence[ImageInput]],
               references: Optional[Sequence[ImageInput]] = None,
@@ -217,15 +331,20 @@ class Interrogator:
                                   source=describe(im, i)) for i, im in enumerate(batch)]
 
     def load(self, caption: bool = True, clip: bool = True) -> None:
-        """Load models (and label tables) now instead of on first use."""
+        """Load models (and label tables) now instead of on first use; the target's extra encoders too."""
         with self._session():
             if clip:
                 self._label_tables()
+                for key, model in self.config.preset.extras(self.config.sdxl_dual):
+                    enc = self._encoder(key, model)
+                    with enc._lock:
+                        enc._label_tables()
             if caption and self.config.caption_model:
                 self._use(self._get_captioner().handle)
 
     def release_device_caches(self) -> None:
-        """Drop the device copies of label embeddings and the text encoder's cached prefix (no host calls).
+        """Drop the device copies of label embeddings and the text encoder's cached prefix (no host calls),
+        the extra encoders' too.
 
         For hosts that evict our models themselves (ComfyUI) and must not be called back while doing so.
         """
@@ -233,8 +352,8 @@ class Interrogator:
             index.release()
         if self._clip is not None:
             self._clip.text.release()
-        if self._second is not None:
-            self._second.release_device_caches()
+        for enc in self._encoders.values():
+            enc.release_device_caches()
 
     def reconfigured(self, config: InterrogatorConfig, host: Optional[HostAdapter] = None) -> "Interrogator":
         """The interrogator for ``config`` (and ``host``; default: this one's), keeping what did not change.
@@ -262,50 +381,46 @@ class Interrogator:
 
     def adopt_models_from(self, other: "Interrogator") -> List[str]:
         """Take over ``other``'s loaded models that this configuration would load identically (same model
-        name and dtype; label tables also need the same lists and blocklist). Returns what was taken;
-        ``other`` no longer holds it. Lets a host change one setting without reloading everything."""
+        name and dtype; label tables also need the same lists and blocklist; the caption model also the same
+        ``trust_remote_code``). CLIP models move between encoders of the two trees by model name (the ViT-L of
+        an SDXL dual interrogator can become a flux one's main encoder). Returns what was taken; ``other`` no
+        longer holds it. Lets a host change one setting without reloading everything."""
         taken: List[str] = []
         mine, theirs = self.config, other.config
         with other._lock, self._lock:
             dtype = self._dtype()
             cap = other._captioner
             if cap is not None and mine.caption_model == theirs.caption_model \
+                    and mine.trust_remote_code == theirs.trust_remote_code \
                     and cap.handle.dtype == (dtype if FAMILIES[cap.family].half_ok else torch.float32):
                 self._captioner, other._captioner = cap, None
                 taken.append("caption model")
-            clip = other._clip
-            if clip is not None and mine.clip_model == theirs.clip_model and clip.handle.dtype == dtype:
-                self._clip, other._clip = clip, None
-                taken.append("CLIP model")
-                same_lists = all(getattr(mine, f) == getattr(theirs, f)
-                                 for f in ("data_dir", "user_tables_dir", "blocklist", "cache_dir"))
-                if same_lists and other._tables is not None:
-                    self._tables, self._pool, self._negative_pool = other._tables, other._pool, other._negative_pool
-                    taken.append("label tables")
-                other._tables = other._pool = other._negative_pool = None
-            if mine.sdxl_dual and other._second is not None:
-                taken += [f"{t} (SDXL ViT-L)" for t in self._second_encoder().adopt_models_from(other._second)]
+            donors = [other, *other._encoders.values()]
+            for key, receiver in [("", self)] + [(k, self._encoder(k, m))
+                                                 for k, m in mine.preset.extras(mine.sdxl_dual)]:
+                donor = next((d for d in donors if d._clip is not None
+                              and d.config.clip_model == receiver.config.clip_model), None)
+                if donor is not None and receiver._clip is None:
+                    taken += [f"{t} ({key})" if key else t for t in receiver._adopt_clip(donor, dtype)]
         return taken
 
     def set_offload(self, policy: Union[str, OffloadPolicy]) -> None:
-        """Change the offload policy of a live interrogator (its SDXL second encoder's too)."""
+        """Change the offload policy of a live interrogator (its extra encoders' too)."""
         with self._lock:
             self.config.offload = OffloadPolicy.parse(policy)
-            if self._second is not None:
-                self._second.set_offload(policy)
+            for enc in self._encoders.values():
+                enc.set_offload(policy)
 
     def offload(self) -> None:
-        """Move every model to the offload device and drop device copies of label embeddings."""
+        """Move every model of the tree to the offload device and drop device copies of label embeddings."""
         with self._lock:
             self.release_device_caches()
-            handles = self._handles()
+            handles = self.models
             if handles:
                 self.host.offload(handles)
-            if self._second is not None:
-                self._second.offload()
 
     def unload(self) -> None:
-        """Forget models and label tables entirely (they reload on next use)."""
+        """Forget models and label tables entirely, the extra encoders' too (they reload on next use)."""
         with self._lock:
             self.offload()
             self._clip = None
@@ -313,25 +428,66 @@ class Interrogator:
             self._tables = None
             self._pool = None
             self._negative_pool = None
-            if self._second is not None:
-                self._second.unload()
-                self._second = None
+            for enc in self._encoders.values():
+                enc.unload()
+            self._encoders = {}
             empty_device_cache()
 
     @property
     def models(self) -> List[ModelHandle]:
-        """Handles of the currently loaded models, the SDXL second encoder's included (for hosts that track
+        """Handles of the currently loaded models, every extra encoder's included (for hosts that track
         memory)."""
-        return self._handles() + (self._second.models if self._second is not None else [])
+        return self._handles() + [h for enc in self._encoders.values() for h in enc.models]
 
     # -- internals ------------------------------------------------------------------------------------------
-    def _second_encoder(self) -> "Interrogator":
-        """SDXL's ViT-L/14 interrogator (same host, cache and lists; captions come from this one)."""
-        if self._second is None:
-            cfg = replace(self.config, clip_model=TARGETS["sdxl"].second_clip_model, target=CUSTOM,
-                          caption_model=None, sdxl_dual=False)
-            self._second = Interrogator(cfg, self.host)
-        return self._second
+    def _encoder(self, key: str, clip_model: str) -> "Interrogator":
+        """The nested interrogator of the extra encoder ``key`` (same host, cache folder, lists and policy; no
+        caption model: captions come from this one)."""
+        enc = self._encoders.get(key)
+        if enc is not None and enc.config.clip_model != clip_model:
+            enc.unload()
+            enc = None
+        if enc is None:
+            cfg = replace(self.config, clip_model=clip_model, target=CUSTOM, caption_model=None, sdxl_dual=False,
+                          caption_style=None, caption_prompt=None)
+            enc = Interrogator(cfg, self.host)
+            enc._root = self._root
+            self._encoders[key] = enc
+        return enc
+
+    def _adopt_clip(self, donor: "Interrogator", dtype: torch.dtype) -> List[str]:
+        """Take ``donor``'s CLIP model (and its label tables when built from the same lists)."""
+        clip = donor._clip
+        if clip is None or clip.handle.dtype != dtype:
+            return []
+        taken = ["CLIP model"]
+        self._clip, donor._clip = clip, None
+        same_lists = all(getattr(self.config, f) == getattr(donor.config, f)
+                         for f in ("data_dir", "user_tables_dir", "blocklist", "cache_dir"))
+        if same_lists and donor._tables is not None:
+            self._tables, self._pool, self._negative_pool = donor._tables, donor._pool, donor._negative_pool
+            taken.append("label tables")
+        donor._tables = donor._pool = donor._negative_pool = None
+        return taken
+
+    def _target_prompts(self, preset: TargetPreset, result: InterrogationResult, caption: str,
+                        extra: Dict[str, InterrogationResult]) -> Dict[str, str]:
+        """``result.prompts``: the main encoder's positive, each extra encoder's, and the full caption as t5.
+
+        Where an encoder did not run (caption mode, negative mode) its prompt is ``result.positive``: the
+        caption, or empty."""
+        out = {}
+        for key in preset.prompt_keys(self.config.sdxl_dual):
+            if key == T5:
+                out[key] = caption
+            else:
+                out[key] = extra[key].positive if key in extra else result.positive
+        return out
+
+    def _joins_tags(self) -> bool:
+        """Prompt terms are booru-style tags: the tree's target joins tags, or its caption style is tags."""
+        cfg = self._root.config
+        return cfg.preset.join == "tags" or cfg.effective_caption_style == "tags"
 
     def _indexes(self) -> List[LabelIndex]:
         return list((self._tables or {}).values()) + [p for p in (self._pool, self._negative_pool) if p is not None]
@@ -345,7 +501,7 @@ class Interrogator:
             try:
                 yield
             finally:
-                if self.config.offload is not OffloadPolicy.KEEP:
+                if self._root.config.offload is not OffloadPolicy.KEEP:
                     self.offload()
 
     def _prepare(self, images: Union[ImageInput, Sequence[ImageInput]]) -> List[Image.Image]:
@@ -354,8 +510,10 @@ class Interrogator:
         return [load_rgb(im, i) for i, im in enumerate(images)]
 
     def _use(self, handle: ModelHandle) -> None:
-        if self.config.offload is OffloadPolicy.LOW_VRAM:
-            others = [h for h in self._handles() if h is not handle]
+        """Put ``handle`` on the device; under LOW_VRAM first move every other model of the tree off it."""
+        root = self._root
+        if root.config.offload is OffloadPolicy.LOW_VRAM:
+            others = [h for h in root.models if h is not handle]
             if others:
                 self.host.offload(others)
         self.host.load([handle])
@@ -376,10 +534,18 @@ class Interrogator:
                                     "set one (e.g. blip-large) or use mode 'negative'")
         if self._captioner is None:
             self._captioner = load_captioner(self.config.caption_model, self._dtype(), self.config.model_dirs,
-                                             self.config.download_dir)
+                                             self.config.download_dir,
+                                             trust_remote_code=self.config.trust_remote_code)
         return self._captioner
 
-    def _captions(self, batch: List[Image.Image], given: Optional[Sequence[Optional[str]]]) -> List[str]:
+    def _caption_tokens(self, style: str) -> int:
+        if self.config.caption_max_length is not None:
+            return self.config.caption_max_length
+        return INSTRUCTION_TOKENS if self.config.caption_prompt else CAPTION_TOKENS.get(style, INSTRUCTION_TOKENS)
+
+    def _captions(self, batch: List[Image.Image], given: Optional[Sequence[Optional[str]]],
+                  notes: Optional[List[str]] = None) -> List[str]:
+        """Captions of ``batch`` in the configured style (``given`` ones kept); remarks go to ``notes``."""
         given = list(given) if given is not None else [None] * len(batch)
         if len(given) != len(batch):
             raise ValueError(f"got {len(given)} captions for {len(batch)} images")
@@ -390,16 +556,31 @@ class Interrogator:
         if todo:
             cap = self._get_captioner()
             self._use(cap.handle)
+            style = self.config.effective_caption_style
 
             def run(bs: int) -> None:
                 for start in range(0, len(todo), bs):
                     self.host.check_interrupt()
                     idx = todo[start:start + bs]
-                    for i, text in zip(idx, cap.generate([batch[i] for i in idx], self.config.caption_max_length)):
+                    texts = cap.generate([batch[i] for i in idx], self._caption_tokens(style), style=style,
+                                         instruction=self.config.caption_prompt)
+                    for i, text in zip(idx, texts):
                         out[i] = text
                     self.host.progress(min(start + bs, len(todo)), len(todo), "captions")
 
-            retry_smaller_on_oom(run, self.config.caption_batch_size, "captioning")
+            try:
+                retry_smaller_on_oom(run, self.config.caption_batch_size, "captioning")
+            except UnknownNameError:
+                if self.config.caption_style is not None or style == "short":
+                    raise  # the user asked for this style: say what the model can do
+                note = (f"the caption model {self.config.caption_model} cannot write {style} captions, which "
+                        f"target {self.config.target} prefers: used a short caption (pick a caption model that "
+                        f"can, or set caption_style)")
+                log.warning("%s", note)
+                if notes is not None:
+                    notes.append(note)
+                style = "short"
+                retry_smaller_on_oom(run, self.config.caption_batch_size, "captioning")
         return out
 
     def _image_features(self, batch: List[Image.Image]) -> torch.Tensor:
@@ -447,23 +628,25 @@ class Interrogator:
         return self._tables
 
     def _one(self, mode: str, feats: torch.Tensor, caption: str, min_flavors: int, max_flavors: int,
-             negative_count: int, text_batch: int, beam_width: int = 1) -> InterrogationResult:
-        """Both prompts of one image from its normalized features [D]."""
+             negative_count: int, text_batch: int, beam_width: int = 1,
+             negative: bool = True) -> InterrogationResult:
+        """Both prompts of one image from its normalized features [D] (``negative`` False: no negative
+        prompt). The caption's head that fits the window starts the positive; ``caption`` stays whole."""
         self._label_tables()
         assert self._clip is not None
         text = self._clip.text
-        caption = prompts.truncate_to_fit(text, caption) if caption else caption
+        head = prompts.truncate_to_fit(text, caption) if caption else caption
         chain_args = dict(batch_size=text_batch, beam_width=beam_width)
         positive, candidates = "", {}
         if mode != "negative":
-            positive, candidates = self._positive(mode, feats, caption, min_flavors, max_flavors, chain_args)
-        count = max_flavors if mode == "negative" else negative_count
-        negative = self._negative(mode, feats, min(min_flavors, count), count, chain_args) if count > 0 else ""
-        sims = dict(zip(("positive", "negative"), prompts.similarities(text, feats, [positive, negative])))
+            positive, candidates = self._positive(mode, feats, head, min_flavors, max_flavors, chain_args)
+        count = 0 if not negative else max_flavors if mode == "negative" else negative_count
+        neg = self._negative(mode, feats, min(min_flavors, count), count, chain_args) if count > 0 else ""
+        sims = dict(zip(("positive", "negative"), prompts.similarities(text, feats, [positive, neg])))
         return InterrogationResult(
-            mode=mode, positive=positive, negative=negative, caption=caption,
+            mode=mode, positive=positive, negative=neg, caption=caption,
             similarity=sims["positive"] if positive else None,
-            negative_similarity=sims["negative"] if negative else None,
+            negative_similarity=sims["negative"] if neg else None,
             candidates=candidates,
         )
 
@@ -486,7 +669,8 @@ class Interrogator:
                                                                                 "movements")}
             flavors = [l for l, _ in tables["flavors"].top(f1, max_flavors if mode == "best" else min(max_flavors, 3))[0]]
             options["classic"] = prompts.truncate_to_fit(text, prompts.classic_prompt(
-                caption, top1["mediums"], top1["artists"], top1["trendings"], top1["movements"], flavors))
+                caption, top1["mediums"], top1["artists"], top1["trendings"], top1["movements"], flavors,
+                tags=self._joins_tags()))
         if mode != "best":
             return options[mode], {}
         phrases = [l for l, _ in self._pool.top(f1, self.config.flavor_intermediate_count)[0]]

@@ -9,14 +9,17 @@ Differences from the reference, all deliberate:
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
-from .textenc import TextEncoder
+from .textenc import MAX_BEAM_WIDTH, TextEncoder
 
 SEPARATOR = ", "
+__all__ = ["MAX_BEAM_WIDTH", "SEPARATOR", "ChainResult", "argmax_label", "as_tags", "chain", "classic_prompt",
+           "fits", "join_fitting", "similarities", "truncate_to_fit"]
 
 
 def fits(text: TextEncoder, prompts: Sequence[str]) -> List[bool]:
@@ -146,10 +149,25 @@ def join_fitting(text: TextEncoder, head: str, parts: Sequence[str]) -> str:
     return truncate_to_fit(text, SEPARATOR.join([head, *parts]) if head else SEPARATOR.join(parts))
 
 
+def as_tags(text: str) -> str:
+    """A caption as booru-style tags, the way SDXL anime checkpoints are prompted: split on commas and line
+    breaks, ``_`` → space, trailing periods dropped, duplicates (case-insensitive) and empty tags removed,
+    joined with ", ". Parentheses stay as they are, like the ranked terms' (what CLIP ranked is what you get)."""
+    tags, seen = [], set()
+    for part in re.split(r"[,\n]", text):
+        tag = " ".join(part.replace("_", " ").split()).rstrip(".").strip()
+        if tag and tag.lower() not in seen:
+            seen.add(tag.lower())
+            tags.append(tag)
+    return SEPARATOR.join(tags)
+
+
 def classic_prompt(caption: str, medium: str, artist: str, trending: str, movement: str,
-                   flavors: Sequence[str]) -> str:
-    """clip-interrogator's classic layout."""
+                   flavors: Sequence[str], tags: bool = False) -> str:
+    """clip-interrogator's classic layout (``tags``: every term its own tag, ``medium, artist, ...``)."""
     flaves = SEPARATOR.join(flavors)
+    if tags:
+        return SEPARATOR.join(t for t in (caption, medium, artist, trending, movement, flaves) if t)
     if not caption:
         return f"{medium} {artist}, {trending}, {movement}, {flaves}"
     if caption.startswith(medium):

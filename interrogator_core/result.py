@@ -11,17 +11,21 @@ class InterrogationResult:
 
     Attributes:
         mode: the mode that produced it.
-        positive: the prompt (fits CLIP's 77-token window); empty in negative mode.
-        negative: the negative prompt (fits the window); empty in caption mode or with negative_count=0.
-        caption: the caption model's sentence ("" without a caption model).
+        positive: the prompt of the target's main encoder (fits CLIP's 77-token window); empty in negative mode.
+        negative: the negative prompt (fits the window); empty in caption mode, with negative_count=0, and for
+            targets that use none (flux: see ``notes``).
+        caption: the caption as the caption model wrote it, whole ("" without a caption model); the prompts
+            start with the part of it that fits the window.
         similarity: cosine similarity of ``positive`` with the image (None if not computed).
         negative_similarity: cosine similarity of ``negative`` with the image (lower is better).
         candidates: best mode: similarity of each candidate prompt (caption, classic, fast, chain).
         source: the image's file name or index.
         positive_l / negative_l: with target "sdxl" and ``sdxl_dual``: the prompts built with SDXL's
             ViT-L/14 encoder (``positive``/``negative`` are ViT-bigG's).
-        prompts: the target's prompts by encoder name (``clip_l``, ``clip_g``, ``t5``); empty for targets that
-            read only ``positive``.
+        prompts: the target's prompts by encoder name (``clip_l``, ``clip_g``: fit 77 tokens; ``t5``: the whole
+            caption): sd15 clip_l; sdxl and sdxl-tags clip_g (+ clip_l with ``sdxl_dual``); flux clip_l, t5; sd35
+            clip_l, clip_g, t5. Empty for sd2 and custom (they read ``positive`` only). The main encoder's
+            entry equals ``positive``.
         notes: remarks about the result a user should see (e.g. "Flux ignores negative prompts").
     """
 

@@ -26,8 +26,11 @@ log = logging.getLogger(__name__)
 _IDENTITY = nn.Identity()
 #: below this many texts the prefix tree cannot share enough to beat one flat batch
 _TREE_MIN_ROWS = 64
-#: prefixes kept for the chain: one per beam (beam_width up to this) and its previous step
-_KV_CACHE_SIZE = 8
+#: the widest beam the chain runs (``prompts.chain``'s ``beam_width``; the engine refuses wider ones)
+MAX_BEAM_WIDTH = 8
+#: prefixes kept for the chain: while a step computes its beams' prefixes one by one, every parent prefix of
+#: the previous step must still be cached, so two steps of the widest beam
+_KV_CACHE_SIZE = 2 * MAX_BEAM_WIDTH
 
 
 @dataclass

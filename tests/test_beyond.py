@@ -3,6 +3,7 @@ import pytest
 
 from interrogator_core import TARGETS, InterrogatorConfig, UnknownNameError, list_targets
 from interrogator_core import prompts
+from test_targets import registry_to_tiny, tiny_clip_l  # noqa: F401 - fixtures
 
 
 def test_targets_pick_the_clip_model():
@@ -10,24 +11,29 @@ def test_targets_pick_the_clip_model():
     assert InterrogatorConfig(target="sd2").clip_model == "ViT-H-14/laion2b_s32b_b79k"
     assert InterrogatorConfig(target="sdxl").clip_model == "ViT-bigG-14/laion2b_s39b_b160k"
     assert InterrogatorConfig(target="custom", clip_model="ViT-B-32/openai").clip_model == "ViT-B-32/openai"
-    assert TARGETS["sdxl"].second_clip_model == "ViT-L-14/openai"
-    assert list_targets() == ["sd15", "sd2", "sdxl", "custom"]
+    assert TARGETS["sdxl"].extras(sdxl_dual=True) == (("clip_l", "ViT-L-14/openai"),)
+    assert list_targets() == ["sd15", "sd2", "sdxl", "sdxl-tags", "flux", "sd35", "custom"]
     with pytest.raises(UnknownNameError, match="sdxl"):
         InterrogatorConfig(target="sdxxl")
     with pytest.raises(ValueError, match="sdxl"):
         InterrogatorConfig(target="sd15", sdxl_dual=True)
 
 
-def test_sdxl_dual_returns_prompts_per_encoder(make_interrogator, images, tmp_path, tiny_models):
-    ci = make_interrogator(caption_model=str(tiny_models["blip"]))
-    ci.config.sdxl_dual = True  # the bigG/L names are not available offline: point the second encoder at tiny
-    second = make_interrogator(caption_model=None)
-    ci._second = second
+def test_sdxl_dual_returns_prompts_per_encoder(make_interrogator, images, registry_to_tiny, tiny_clip_l):
+    """Through the real path: target sdxl + sdxl_dual loads bigG and ViT-L by their registry names (served
+    from tiny models) and ranks each prompt with its own encoder, from one caption."""
+    ci = make_interrogator(target="sdxl", sdxl_dual=True)
     r = ci.interrogate(images[:2], mode="fast")
+    assert registry_to_tiny == ["ViT-bigG-14/laion2b_s39b_b160k", "ViT-L-14/openai"]
     assert all(x.positive_l and x.negative_l for x in r)
     assert all(x.positive_l.startswith(x.caption) for x in r)  # same caption, the second encoder's flavors
+    assert all(x.prompts == {"clip_g": x.positive, "clip_l": x.positive_l} for x in r)
+    alone = make_interrogator(clip_model=str(tiny_clip_l)).interrogate(images[:2], mode="fast",
+                                                                      captions=[x.caption for x in r])
+    assert [(x.positive_l, x.negative_l) for x in r] == [(a.positive, a.negative) for a in alone]
+    assert len(ci.models) == 3  # caption model, bigG, ViT-L
     ci.unload()
-    assert ci._second is None and second.models == []
+    assert ci.models == [] and ci._encoders == {}
 
 
 def test_round_trip_scores(make_interrogator, images):
@@ -70,10 +76,40 @@ def test_beam_is_never_worse_than_greedy(chain_setup, reverse):
                 assert beam.similarity >= greedy.similarity - 1e-6
 
 
+def greedy_reference(text, feats, phrases, start, min_count, max_count):
+    """clip-interrogator's greedy chain, written plainly: every candidate encoded whole (no prefix reuse),
+    append the best phrase while it helps (or for min_count steps), skip candidates past the 77-token window,
+    return the best prompt seen."""
+    pool = list(dict.fromkeys(p for p in phrases if p))
+    prompt, sim = start, prompts.similarities(text, feats, [start])[0]
+    best, best_sim = prompt, sim
+    for step in range(max_count):
+        cands = [(p, prompt + ", " + p) for p in pool]
+        cands = [c for c, ok in zip(cands, prompts.fits(text, [c for _, c in cands])) if ok]
+        if not cands:
+            break
+        sims = prompts.similarities(text, feats, [c for _, c in cands])
+        j = max(range(len(sims)), key=lambda i: (sims[i], -i))  # first of equal maxima, like topk on ranks
+        if not (sims[j] > sim or step < min_count):
+            break
+        pool.remove(cands[j][0])
+        prompt, sim = cands[j][1], sims[j]
+        if sim > best_sim:
+            best, best_sim = prompt, sim
+    return best, best_sim
+
+
 def test_beam_width_one_is_the_greedy_chain(make_interrogator, images):
-    a = make_interrogator().interrogate(images[:1], mode="best")[0]
-    b = make_interrogator().interrogate(images[:1], mode="best", beam_width=1)[0]
-    assert (a.positive, a.negative) == (b.positive, b.negative)
+    ci = make_interrogator()
+    r = ci.interrogate(images[:1], mode="best", beam_width=1, min_flavors=2, max_flavors=8, negative_count=0)[0]
+    text = ci._clip.text
+    feats = ci._image_features(ci._prepare(images[:1]))[0]
+    phrases = [l for l, _ in ci._pool.top(feats[None], ci.config.flavor_intermediate_count)[0]]
+    head = prompts.truncate_to_fit(text, r.caption)
+    ref, ref_sim = greedy_reference(text, feats, phrases, head, 2, 8)
+    chain = prompts.chain(text, feats, phrases, start=head, min_count=2, max_count=8, beam_width=1)
+    assert chain.prompt == ref
+    assert r.candidates["chain"] == pytest.approx(ref_sim, abs=1e-4)
     with pytest.raises(ValueError):
         make_interrogator().interrogate(images[:1], beam_width=0)
 

@@ -85,7 +85,7 @@ def test_long_caption_is_cut_to_fit(make_interrogator, images):
 
 def test_flavor_bounds(make_interrogator, images):
     ci = make_interrogator()
-    r = ci.interrogate(images[:1], mode="fast", max_flavors=3, negative_count=0)[0]
+    r = ci.interrogate(images[:1], mode="fast", min_flavors=3, max_flavors=3, negative_count=0)[0]
     assert len(r.positive[len(r.caption):].split(", ")) - 1 == 3
     assert r.negative == ""
     with pytest.raises(ValueError):

@@ -1,0 +1,316 @@
+"""Target profiles: which prompts a result carries per target, their limits (clip 77 tokens, t5 whole), tag
+joining, the caption style a target asks for, one low-VRAM rule over every encoder, and the core's validation."""
+from typing import Dict, List
+
+import pytest
+import torch
+from open_clip.tokenizer import SimpleTokenizer
+
+import interrogator_core.interrogator as engine
+from interrogator_core import (MAX_BEAM_WIDTH, InterrogatorConfig, StandaloneHost, UnknownNameError, get_target,
+                               list_targets)
+from interrogator_core.interrogator import check_request
+from interrogator_core.targets import CLIP_G, CLIP_H, CLIP_L, NO_NEGATIVE_NOTE
+
+BPE = SimpleTokenizer()
+
+#: what each target must return in ``result.prompts`` (written out, not read from the presets)
+EXPECTED_KEYS = {"sd15": {"clip_l"}, "sd2": set(), "sdxl": {"clip_g"}, "sdxl-tags": {"clip_g"},
+                 "flux": {"clip_l", "t5"}, "sd35": {"clip_l", "clip_g", "t5"}, "custom": set()}
+MAIN_KEY = {"sd15": "clip_l", "sdxl": "clip_g", "sdxl-tags": "clip_g", "flux": "clip_l", "sd35": "clip_g"}
+LONG_CAPTION = ("a detailed photograph of an old stone lighthouse on a rocky cliff above a stormy grey sea, "
+                "with waves breaking against the rocks below, seagulls circling the lantern room, a narrow "
+                "path winding up from a small fishing village whose red roofs glow in the last light of the "
+                "evening, heavy clouds rolling in from the horizon and a single boat heading back to the harbour "
+                "while the keeper climbs the spiral stairs with an oil lamp to light the great lens for the night")
+
+
+def bpe_tokens(prompt: str) -> int:
+    return len(BPE.encode(prompt)) + 2  # + start/end tokens
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_l(tmp_path_factory):
+    """A second tiny CLIP (other weights) standing in for CLIP ViT-L/14."""
+    from interrogator_core.testing import make_tiny_clip
+
+    return make_tiny_clip(tmp_path_factory.mktemp("clip-l") / "tiny-clip-l", seed=1)
+
+
+@pytest.fixture
+def registry_to_tiny(monkeypatch, tiny_models, tiny_clip_l) -> List[str]:
+    """The presets' registry names cannot be downloaded here: the engine's ``load_clip`` serves ViT-bigG and
+    ViT-H from tiny-clip and ViT-L/14 from tiny-clip-l, through the real loading code. Returns the names asked."""
+    asked: List[str] = []
+    real = engine.load_clip
+    tiny = {CLIP_G: tiny_models["clip"], CLIP_H: tiny_models["clip"], CLIP_L: tiny_clip_l}
+
+    def load_clip(name, *args, **kwargs):
+        asked.append(name)
+        return real(str(tiny.get(name, name)), *args, **kwargs)
+
+    monkeypatch.setattr(engine, "load_clip", load_clip)
+    return asked
+
+
+def encoder_text(ci, key: str):
+    """The TextEncoder (tokenizer path) the engine used for the prompt ``key``."""
+    main = ci.config.preset.main_encoder
+    return (ci if key == main else ci._encoders[key])._clip.text
+
+
+def engine_fits(ci, key: str, prompt: str) -> bool:
+    return bool(encoder_text(ci, key).tokenize([prompt])[1].item())
+
+
+# -- the presets as data ----------------------------------------------------------------------------------------
+def test_targets_are_listed_in_order_and_unknown_ones_name_the_valid_ones():
+    assert list_targets() == ["sd15", "sd2", "sdxl", "sdxl-tags", "flux", "sd35", "custom"]
+    for bad in ("sdxxl", "Flux", None):
+        with pytest.raises(UnknownNameError) as e:
+            InterrogatorConfig(target=bad)
+        assert repr(str(bad)) in str(e.value) and "sd35" in str(e.value) and "sdxl-tags" in str(e.value)
+    with pytest.raises(UnknownNameError, match="flux"):
+        get_target("flx")
+
+
+@pytest.mark.parametrize("target", list_targets())
+def test_each_preset_declares_its_prompts(target):
+    preset = get_target(target)
+    assert set(preset.prompt_keys()) == EXPECTED_KEYS[target]
+    assert preset.main_encoder == MAIN_KEY.get(target)
+    clip = {"sd15": CLIP_L, "sd2": CLIP_H, "sdxl": CLIP_G, "sdxl-tags": CLIP_G, "flux": CLIP_L, "sd35": CLIP_G}
+    if target != "custom":
+        assert InterrogatorConfig(target=target, clip_model="ViT-B-32/openai").clip_model == clip[target]
+    assert get_target("sdxl").prompt_keys(sdxl_dual=True) == ["clip_g", "clip_l"]
+    assert get_target("flux").negative is False and NO_NEGATIVE_NOTE in get_target("flux").notes
+    styles = {t: get_target(t).caption_style for t in list_targets()}
+    assert styles == {"sd15": "short", "sd2": "short", "sdxl": "short", "sdxl-tags": "tags", "flux": "detailed",
+                      "sd35": "detailed", "custom": "short"}
+
+
+# -- prompts per target -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("target", list_targets())
+def test_each_target_returns_exactly_its_prompts_within_their_limits(target, make_interrogator, images,
+                                                                     registry_to_tiny):
+    ci = make_interrogator(target=target)
+    r = ci.interrogate(images[:1], mode="fast", max_flavors=12, min_flavors=2, captions=[LONG_CAPTION])[0]
+    assert set(r.prompts) == EXPECTED_KEYS[target]
+    assert bpe_tokens(LONG_CAPTION) > 77, "the caption must be too long for CLIP to prove the cut"
+    for key, prompt in r.prompts.items():
+        if key == "t5":
+            assert prompt == LONG_CAPTION, "t5 is the whole caption, never cut"
+        else:
+            assert prompt and engine_fits(ci, key, prompt) and bpe_tokens(prompt) <= 77, key
+            assert LONG_CAPTION.startswith(prompt.split(", ")[0]), "every clip prompt starts with the caption"
+    if target in MAIN_KEY:
+        assert r.prompts[MAIN_KEY[target]] == r.positive
+    assert bpe_tokens(r.positive) <= 77 and r.caption == LONG_CAPTION
+    if target == "flux":
+        assert r.negative == "" and r.notes == [NO_NEGATIVE_NOTE] and r.negative_similarity is None
+    else:
+        assert r.negative and bpe_tokens(r.negative) <= 77 and r.notes == []
+    expected_clips = {"sd35": [CLIP_G, CLIP_L], "flux": [CLIP_L], "sd15": [CLIP_L], "sd2": [CLIP_H]}
+    if target in expected_clips:
+        assert registry_to_tiny == expected_clips[target]
+
+
+def test_sd35_clip_l_is_ranked_by_its_own_encoder(make_interrogator, images, registry_to_tiny, tiny_clip_l):
+    caps = ["a red house"]
+    r = make_interrogator(target="sd35").interrogate(images[:1], mode="fast", captions=caps)[0]
+    alone = make_interrogator(clip_model=str(tiny_clip_l)).interrogate(images[:1], mode="fast", captions=caps)[0]
+    assert r.prompts["clip_l"] == alone.positive, "the clip_l prompt is ViT-L's own ranking"
+    assert r.prompts["clip_g"] == r.positive != r.prompts["clip_l"]
+    assert r.prompts["t5"] == "a red house" and r.negative and r.positive_l is None
+
+
+def test_sdxl_tags_joins_the_caption_and_terms_as_tags(make_interrogator, images, registry_to_tiny):
+    ci = make_interrogator(target="sdxl-tags")
+    caption = "1girl, solo, long_hair,  Solo , smile.\nouter space"
+    fast = ci.interrogate(images[:1], mode="fast", captions=[caption], negative_count=0)[0]
+    assert fast.caption == "1girl, solo, long hair, smile, outer space"
+    assert fast.positive.startswith(fast.caption + ", ") and fast.prompts == {"clip_g": fast.positive}
+    classic = ci.interrogate(images[:1], mode="classic", captions=[caption], negative_count=0)[0]
+    tags = classic.positive.split(", ")
+    feats = ci._image_features(ci._prepare(images[:1]))
+    medium = ci._tables["mediums"].top(feats, 1)[0][0][0]
+    artist = ci._tables["artists"].top(feats, 1)[0][0][0]
+    assert medium in tags and artist in tags, "classic layout: medium and artist are tags of their own"
+    assert all(t == t.strip() and t for t in tags)
+
+
+def test_sdxl_tags_on_another_target_with_the_tags_style(make_interrogator, images):
+    ci = make_interrogator(caption_style="tags")
+    r = ci.interrogate(images[:1], mode="fast", captions=["a_b, a_b, c."], negative_count=0)[0]
+    assert r.caption == "a b, c" and r.prompts == {}
+
+
+def test_caption_mode_gives_every_prompt_the_caption(make_interrogator, images, registry_to_tiny):
+    r = make_interrogator(target="sd35").interrogate(images[:1], mode="caption", captions=["a cat"])[0]
+    assert r.prompts == {"clip_l": "a cat", "clip_g": "a cat", "t5": "a cat"} and registry_to_tiny == []
+    neg = make_interrogator(target="sd35").interrogate(images[:1], mode="negative", min_flavors=2, max_flavors=4)[0]
+    assert neg.prompts == {"clip_l": "", "clip_g": "", "t5": ""} and neg.negative
+    assert registry_to_tiny == [CLIP_G], "negative mode: the extra encoders have nothing to build"
+    flux = make_interrogator(target="flux").interrogate(images[:1], mode="negative", min_flavors=2, max_flavors=4)[0]
+    assert flux.negative == "" and flux.notes == [NO_NEGATIVE_NOTE]
+
+
+def test_target_caption_style_falls_back_to_short_with_a_note(make_interrogator, images, registry_to_tiny):
+    """BLIP writes short captions only: the flux target's detailed style falls back with a note; a style the
+    user set is refused with the styles the model has."""
+    r = make_interrogator(target="flux").interrogate(images[:1], mode="fast", negative_count=0)[0]
+    assert r.caption and r.prompts["t5"] == r.caption
+    assert r.notes[0] == NO_NEGATIVE_NOTE and "cannot write detailed captions" in r.notes[1]
+    with pytest.raises(UnknownNameError, match="short"):
+        make_interrogator(target="flux", caption_style="detailed").interrogate(images[:1], mode="fast")
+
+
+def test_caption_settings_reach_the_caption_model(make_interrogator, images, monkeypatch):
+    seen: Dict[str, object] = {}
+    real = engine.load_captioner
+
+    def load_captioner(*args, **kwargs):
+        seen["trust_remote_code"] = kwargs.get("trust_remote_code")
+        cap = real(*args, **kwargs)
+        generate = cap.generate
+
+        def spy(images, max_new_tokens=32, style="short", instruction=None):
+            seen.update(style=style, instruction=instruction, max_new_tokens=max_new_tokens)
+            return generate(images, 8)  # the real model (tiny BLIP: 64 positions); BLIP takes no instruction
+
+        cap.generate = spy
+        return cap
+
+    monkeypatch.setattr(engine, "load_captioner", load_captioner)
+    ci = make_interrogator(caption_style="short", caption_prompt=" Describe the lighting. ", caption_max_length=None)
+    ci.interrogate(images[:1], mode="caption")
+    assert seen == {"trust_remote_code": False, "style": "short", "instruction": "Describe the lighting.",
+                    "max_new_tokens": engine.INSTRUCTION_TOKENS}
+    make_interrogator(trust_remote_code=True, caption_max_length=None).interrogate(images[:1], mode="caption")
+    assert seen["trust_remote_code"] is True and seen["instruction"] is None
+    assert seen["max_new_tokens"] == engine.CAPTION_TOKENS["short"]
+    with pytest.raises(UnknownNameError, match="detailed"):
+        InterrogatorConfig(caption_style="detailled")
+
+
+# -- one low-VRAM rule over the whole tree ----------------------------------------------------------------------
+class OneAtATimeHost(StandaloneHost):
+    """Tracks which handles are on the (pretend) load device and fails a load that would make two."""
+
+    def __init__(self) -> None:
+        super().__init__(device="cpu")
+        self.on_device: list = []
+        self.loads: list = []
+
+    def load(self, models) -> None:
+        for m in models:
+            others = [h.name for h in self.on_device if h is not m]
+            assert not others, f"loading {m.name} while {others} are on the device"
+            if m not in self.on_device:
+                self.on_device.append(m)
+            self.loads.append(m.name)
+        super().load(models)
+
+    def offload(self, models) -> None:
+        self.on_device = [h for h in self.on_device if h not in list(models)]
+        super().offload(models)
+
+
+@pytest.mark.parametrize("target,dual", [("sdxl", True), ("sd35", False)])
+def test_lowvram_keeps_one_model_of_the_whole_tree_on_the_device(target, dual, make_interrogator, images,
+                                                                 registry_to_tiny):
+    host = OneAtATimeHost()
+    ci = make_interrogator(target=target, sdxl_dual=dual, offload="lowvram", host=host)
+    r = ci.interrogate(images[:2], mode="fast", max_flavors=4, min_flavors=2)
+    assert all(x.prompts["clip_l"] and x.prompts["clip_g"] for x in r)
+    names = {n.split(":")[0] for n in host.loads}
+    assert names == {"caption", "clip"} and len({n for n in host.loads if n.startswith("clip")}) == 2
+    assert host.on_device == [], "everything is offloaded after the call"
+    assert len(ci.models) == 3 and {m.name for m in ci.models} >= set(host.loads)
+    ci.unload()
+    assert ci.models == [] and ci._encoders == {}
+
+
+def test_offload_and_release_cover_every_encoder(make_interrogator, images, registry_to_tiny):
+    ci = make_interrogator(target="sdxl", sdxl_dual=True)  # keep: models stay after the call
+    ci.interrogate(images[:1], mode="fast", max_flavors=4, min_flavors=2)
+    extra = ci._encoders["clip_l"]
+    assert extra._clip is not None and extra._clip.handle in ci.models
+    extra._clip.text._kv_cache.append(("x", None, None))
+    ci.release_device_caches()
+    assert extra._clip.text._kv_cache == []
+    ci.set_offload("offload")
+    assert extra.config.offload is engine.OffloadPolicy.OFFLOAD
+
+
+# -- validation in the core, once -------------------------------------------------------------------------------
+def test_interrogate_validates_its_arguments(make_interrogator, images):
+    ci = make_interrogator()
+    with pytest.raises(ValueError, match=r"min_flavors \(9\) is larger than max_flavors \(4\)"):
+        ci.interrogate(images[:1], mode="fast", min_flavors=9, max_flavors=4)
+    for bad in (0, MAX_BEAM_WIDTH + 1, 2.5, "wide", True):
+        with pytest.raises(ValueError, match="beam_width"):
+            ci.interrogate(images[:1], beam_width=bad)
+    for bad in (None, "bestt", 3):
+        with pytest.raises(UnknownNameError, match="mode"):
+            ci.interrogate(images[:1], mode=bad)
+    with pytest.raises(ValueError, match="negative_count must be a whole number"):
+        ci.interrogate(images[:1], negative_count="many")
+    assert ci._clip is None and ci._captioner is None, "bad arguments fail before any model loads"
+
+
+def test_whole_numbers_from_widgets_are_converted():
+    assert check_request("best", "2", 4.0, " 3 ", MAX_BEAM_WIDTH) == ("best", 2, 4, 3, MAX_BEAM_WIDTH)
+    cfg = InterrogatorConfig(caption_batch_size="4", image_batch_size=2.0, sdxl_dual="false", target="sdxl",
+                             trust_remote_code="yes", caption_max_length="12")
+    assert (cfg.caption_batch_size, cfg.image_batch_size, cfg.sdxl_dual, cfg.trust_remote_code,
+            cfg.caption_max_length) == (4, 2, False, True, 12)
+    for field, bad in (("text_batch_size", "x"), ("caption_batch_size", 0), ("flavor_intermediate_count", 1.5),
+                       ("sdxl_dual", "maybe"), ("caption_max_length", -1)):
+        with pytest.raises(ValueError, match=field):
+            InterrogatorConfig(**{field: bad})
+
+
+def test_prefix_cache_holds_the_widest_beam_and_its_parents(make_interrogator):
+    """A chain step of MAX_BEAM_WIDTH beams computes their prefixes one by one; each must find its parent
+    prefix of the previous step still cached, in any order of parents."""
+    text = make_interrogator()._get_clip().text
+    parents = [torch.tensor([49406, 1000 + i, 267]) for i in range(MAX_BEAM_WIDTH)]
+    for p in parents:
+        text._prefix_kv(p)
+    offsets = []
+    real = text._embed
+    text._embed = lambda ids, offset: offsets.append(offset) or real(ids, offset)
+    for p in reversed(parents):  # a step's best beams can come from any parent, the last one first
+        text._prefix_kv(torch.cat([p, torch.tensor([2000, 267])]))
+    assert offsets == [3] * MAX_BEAM_WIDTH, "every child reused its parent's keys/values"
+
+
+# -- CLI -------------------------------------------------------------------------------------------------------
+def test_cli_target_flags_print_and_write_every_prompt(tiny_models, small_data_dir, tmp_path, images, capsys,
+                                                      registry_to_tiny):
+    import json
+
+    from interrogator_core.cli import _config, build_parser, main
+
+    images[0].save(tmp_path / "a.png")
+    common = ["--caption-model", str(tiny_models["blip"]), "--cache-dir", str(tmp_path / "cache"),
+              "--data-dir", str(small_data_dir), "--mode", "fast", "--max-flavors", "8"]
+    assert main([str(tmp_path / "a.png"), "--target", "flux", "--caption-style", "short", *common]) == 0
+    out = capsys.readouterr().out
+    lines = dict(line.split(": ", 1) for line in out.splitlines()[1:])
+    assert set(lines) == {"positive", "negative", "clip_l", "t5", "note"}
+    assert lines["clip_l"] == lines["positive"] and lines["t5"] and lines["negative"] == ""
+    assert lines["note"] == NO_NEGATIVE_NOTE
+    jsonl = tmp_path / "out.jsonl"
+    assert main([str(tmp_path / "a.png"), "--target", "sd35", "--jsonl", str(jsonl), "--quiet", *common]) == 0
+    row = json.loads(jsonl.read_text())
+    assert set(row["prompts"]) == {"clip_l", "clip_g", "t5"} and row["prompts"]["clip_g"] == row["prompt"]
+    assert row["negative_prompt"]
+    cfg = _config(build_parser().parse_args(["x.png", "--target", "sdxl-tags", "--caption-style", "tags",
+                                             "--caption-prompt", "List the tags.", "--trust-remote-code"]))
+    assert (cfg.target, cfg.clip_model, cfg.caption_style, cfg.caption_prompt, cfg.trust_remote_code) == (
+        "sdxl-tags", CLIP_G, "tags", "List the tags.", True)
+    assert _config(build_parser().parse_args(["x.png"])).trust_remote_code is False
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["x.png", "--caption-style", "poem"])
