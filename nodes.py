@@ -26,8 +26,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 from comfy_api.latest import ComfyExtension, io
 
-from interrogator_core import (TARGETS, Interrogator, InterrogatorConfig, UnknownNameError,
-                               list_caption_models, list_clip_models, list_modes, list_targets)
+from interrogator_core import (MAX_BEAM_WIDTH, TARGETS, Interrogator, InterrogatorConfig, UnknownNameError,
+                               list_caption_models, list_caption_styles, list_clip_models, list_modes,
+                               list_targets)
 from interrogator_core.targets import CUSTOM
 from interrogator_hosts.comfyui import (MEMORY_POLICIES, PRECISIONS, ComfyHost, folder_paths_register,
                                         tensor_to_pil)
@@ -43,7 +44,8 @@ NO_CAPTION = "none"
 #: Shown first in the CLIP list: the text encoders of SD 1.x, SD 2.x and SDXL.
 PREFERRED_CLIP = ("ViT-L-14/openai", "ViT-H-14/laion2b_s32b_b79k", "ViT-bigG-14/laion2b_s39b_b160k")
 DEFAULT_CAPTION = "blip-large"
-MAX_BEAM_WIDTH = 8
+#: caption_style widget value for "the target's default style".
+AUTO_STYLE = "auto"
 
 #: The socket type that carries a loaded interrogator from the loader to the other nodes.
 InterrogatorType = io.Custom("INTERROGATOR")
@@ -117,11 +119,15 @@ def _on_evict_for(interrogator: Interrogator):
 
 
 def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str], precision: str,
-                     memory: str, target: str = CUSTOM, sdxl_dual: bool = False) -> Interrogator:
+                     memory: str, target: str = CUSTOM, sdxl_dual: bool = False,
+                     caption_style: Optional[str] = None, caption_prompt: Optional[str] = None,
+                     trust_remote_code: bool = False) -> Interrogator:
     """The interrogator for a loader node's widgets: the node's last one reconfigured
     (:meth:`Interrogator.reconfigured` keeps every model that stays), or a new one.
 
-    ``target`` (``list_targets()``) picks the CLIP model; ``custom`` uses ``clip_model``. ``precision`` and
+    ``target`` (``list_targets()``) picks the CLIP model(s) and the prompts a result carries; ``custom`` uses
+    ``clip_model``. ``caption_style`` (None: the target's default), ``caption_prompt`` and
+    ``trust_remote_code`` go to the caption stage as they are. ``precision`` and
     the memory policy's managed/pinned choice belong to the :class:`ComfyHost`: changing them hands the models
     to a new host.
     """
@@ -131,7 +137,9 @@ def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str]
     folders = model_folders()
     config = InterrogatorConfig(clip_model=clip_model, caption_model=caption_model, cache_dir=folders[0],
                                 model_dirs=folders, download_dir=folders[0], offload=policy, target=target,
-                                sdxl_dual=bool(sdxl_dual), data_dir=label_dir(folders))
+                                sdxl_dual=bool(sdxl_dual), data_dir=label_dir(folders),
+                                caption_style=caption_style, caption_prompt=caption_prompt or None,
+                                trust_remote_code=bool(trust_remote_code))
     current = _LOADED.get(node_id)
     host = current.host if current is not None else None
     if not isinstance(host, ComfyHost) or (host.precision, host.managed) != (precision, managed):
@@ -210,6 +218,17 @@ class InterrogatorLoader(io.ComfyNode):
                                  tooltip="target sdxl only: also build prompts for SDXL's CLIP ViT-L/14 encoder "
                                          "(outputs positive_l / negative_l of Interrogate Image); positive / "
                                          "negative are for ViT-bigG. Loads a second CLIP model."),
+                io.Combo.Input("caption_style", options=[AUTO_STYLE, *list_caption_styles()], default=AUTO_STYLE,
+                               optional=True,
+                               tooltip="how the caption is written: short (one sentence), detailed (a "
+                                       "paragraph), tags (comma-separated); auto: the target's default. A "
+                                       "caption model that cannot write a style says which it can."),
+                io.String.Input("caption_prompt", default="", multiline=True, optional=True,
+                                tooltip="your own instruction for chat caption models (Qwen-VL, "
+                                        "LLaVA/JoyCaption); replaces the style's; empty: the style's"),
+                io.Boolean.Input("trust_remote_code", default=False, optional=True,
+                                 tooltip="let a caption model run Python code from its folder or hub repo; only "
+                                         "for models that need it (off: never)"),
             ],
             outputs=[InterrogatorType.Output("interrogator", display_name="interrogator")],
             hidden=[io.Hidden.unique_id],
@@ -217,11 +236,12 @@ class InterrogatorLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip_model: str, caption_model: str, precision: str, memory: str, target: str = CUSTOM,
-                sdxl_dual: bool = False) -> io.NodeOutput:
-        caption = None if caption_model == NO_CAPTION else caption_model
+                sdxl_dual: bool = False, caption_style: str = AUTO_STYLE, caption_prompt: str = "",
+                trust_remote_code: bool = False) -> io.NodeOutput:
         node_id = str(cls.hidden.unique_id or "default") if cls.hidden is not None else "default"
-        return io.NodeOutput(get_interrogator(node_id, clip_model, caption, precision, memory, target,
-                                              sdxl_dual))
+        return io.NodeOutput(get_interrogator(
+            node_id, clip_model, None if caption_model == NO_CAPTION else caption_model, precision, memory, target,
+            sdxl_dual, None if caption_style == AUTO_STYLE else caption_style, caption_prompt, trust_remote_code))
 
 
 class Interrogate(io.ComfyNode):
@@ -253,21 +273,26 @@ class Interrogate(io.ComfyNode):
                 ("caption", "caption per image"),
                 ("positive_l", "sdxl_dual: prompt for SDXL's ViT-L/14 encoder (text_l); else empty"),
                 ("negative_l", "sdxl_dual: negative prompt for SDXL's ViT-L/14 encoder; else empty"),
+                ("clip_l", "the prompt for CLIP ViT-L/14 when the target reads one (sd15; flux and sd35: clip_l of "
+                           "CLIPTextEncodeFlux / CLIPTextEncodeSD3; sdxl with sdxl_dual); else empty"),
+                ("clip_g", "the prompt for OpenCLIP ViT-bigG/14 when the target reads one (sdxl; sd35: clip_g of "
+                           "CLIPTextEncodeSD3); else empty"),
+                ("t5xxl", "flux and sd35: the long T5 prompt, not cut to 77 tokens (t5xxl of CLIPTextEncodeFlux / "
+                          "CLIPTextEncodeSD3); else empty"),
             ),
         )
 
     @classmethod
     def execute(cls, image: Any, interrogator: Interrogator, mode: str, min_flavors: int, max_flavors: int,
                 negative_count: int, beam_width: int = 1) -> io.NodeOutput:
-        if min_flavors > max_flavors:
-            raise ValueError(f"min_flavors ({min_flavors}) is larger than max_flavors ({max_flavors})")
         with _host(interrogator).node_run():
             results = interrogator.interrogate(tensor_to_pil(image), mode=mode, min_flavors=min_flavors,
                                                max_flavors=max_flavors, negative_count=negative_count,
                                                beam_width=int(beam_width))
         return io.NodeOutput([r.positive for r in results], [r.negative for r in results],
                              [r.caption for r in results], [r.positive_l or "" for r in results],
-                             [r.negative_l or "" for r in results])
+                             [r.negative_l or "" for r in results],
+                             *([r.prompts.get(name, "") for r in results] for name in ("clip_l", "clip_g", "t5")))
 
 
 class Caption(io.ComfyNode):

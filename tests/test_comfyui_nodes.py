@@ -278,7 +278,7 @@ def test_interrogate_batch_gives_one_string_per_image_same_as_the_engine(comfy, 
                                                                          tmp_path):
     images = image_batch(3)
     it = load(comfy)
-    pos, neg, cap, pos_l, neg_l = interrogate(comfy, images, it, "best", 2, 6, 4)
+    pos, neg, cap, pos_l, neg_l, clip_l, clip_g, t5 = interrogate(comfy, images, it, "best", 2, 6, 4)
     assert len(pos) == len(neg) == len(cap) == 3
     assert all(p.strip() for p in pos) and all(n.strip() for n in neg)
 
@@ -507,7 +507,7 @@ def test_changing_a_widget_reloads_only_what_changed(comfy, monkeypatch):
 
     # caption model off: CLIP is reused
     no_caption = load(comfy, clip="tiny-clip-b", caption="none")
-    pos, neg, cap, _, _ = interrogate(comfy, image_batch(1), no_caption, "negative", 2, 4, 2)
+    pos, neg, cap = interrogate(comfy, image_batch(1), no_caption, "negative", 2, 4, 2)[:3]
     assert counts == {"clip": 2, "caption": 1} and cap == [""] and neg[0]
 
     # a second loader node keeps its own models
@@ -625,10 +625,11 @@ def test_new_inputs_are_optional_and_last_so_saved_workflows_keep_working(comfy)
     nodes = comfy.nodes
     loader = nodes.InterrogatorLoader.INPUT_TYPES()
     assert list(loader["required"]) == ["clip_model", "caption_model", "precision", "memory"]
-    assert list(loader["optional"]) == ["target", "sdxl_dual"]
+    assert list(loader["optional"]) == ["target", "sdxl_dual", "caption_style", "caption_prompt",
+                                        "trust_remote_code"]
     opts = loader["optional"]["target"][1]
     targets = options(loader["optional"]["target"])
-    assert targets == ["sd15", "sd2", "sdxl", "custom"] and opts["default"] == "custom"
+    assert targets == ["sd15", "sd2", "sdxl", "sdxl-tags", "flux", "sd35", "custom"] and opts["default"] == "custom"
     assert all(t.description in opts["tooltip"] for t in TARGETS.values())
     assert loader["optional"]["sdxl_dual"] == ("BOOLEAN", loader["optional"]["sdxl_dual"][1])
     assert loader["optional"]["sdxl_dual"][1]["default"] is False
@@ -637,15 +638,24 @@ def test_new_inputs_are_optional_and_last_so_saved_workflows_keep_working(comfy)
     assert list(spec["required"]) == ["image", "interrogator", "mode", "min_flavors", "max_flavors",
                                              "negative_count"]
     kind, beam = spec["optional"]["beam_width"]
-    assert kind == "INT" and (beam["default"], beam["min"], beam["max"]) == (1, 1, 8)
-    assert list(nodes.Interrogate.RETURN_NAMES) == ["positive", "negative", "caption", "positive_l", "negative_l"]
-    assert list(nodes.Interrogate.RETURN_TYPES) == ["STRING"] * 5
+    from interrogator_core import MAX_BEAM_WIDTH
 
-    # a workflow saved before these widgets: no target / sdxl_dual / beam_width given
+    assert kind == "INT" and (beam["default"], beam["min"], beam["max"]) == (1, 1, MAX_BEAM_WIDTH)
+    assert list(nodes.Interrogate.RETURN_NAMES) == ["positive", "negative", "caption", "positive_l", "negative_l",
+                                                    "clip_l", "clip_g", "t5xxl"]
+    assert list(nodes.Interrogate.RETURN_TYPES) == ["STRING"] * 8
+    assert list(nodes.Interrogate.OUTPUT_IS_LIST) == [True] * 8
+    style = loader["optional"]["caption_style"]
+    assert options(style) == ["auto", "short", "detailed", "tags"] and style[1]["default"] == "auto"
+    assert loader["optional"]["caption_prompt"][0] == "STRING" and loader["optional"]["caption_prompt"][1]["default"] == ""
+    assert loader["optional"]["trust_remote_code"][1]["default"] is False
+
+    # a workflow saved before these widgets: no target / sdxl_dual / beam_width / caption settings given
     it = load(comfy)
     assert (it.config.target, it.config.sdxl_dual, it.config.clip_model) == ("custom", False, "tiny-clip")
+    assert (it.config.caption_style, it.config.caption_prompt, it.config.trust_remote_code) == (None, None, False)
     out = interrogate(comfy, image_batch(1), it, "fast", 2, 4, 2)
-    assert len(out) == 5 and out[0][0] and out[3:] == ([""], [""])
+    assert len(out) == 8 and out[0][0] and out[3:] == ([""],) * 5
 
 
 def test_target_picks_the_clip_model_and_reloads_only_clip(comfy, registry_names_to_tiny, monkeypatch):
@@ -676,8 +686,9 @@ def test_sdxl_dual_fills_the_vit_l_outputs_and_both_encoders_follow_the_memory_p
     mm = comfy.mm
     it = load(comfy, target="sdxl", sdxl_dual=True)
     assert it.config.sdxl_dual and it.config.clip_model == "ViT-bigG-14/laion2b_s39b_b160k"
-    pos, neg, cap, pos_l, neg_l = interrogate(comfy, image_batch(2), it, "fast", 2, 4, 3)
+    pos, neg, cap, pos_l, neg_l, clip_l, clip_g, t5 = interrogate(comfy, image_batch(2), it, "fast", 2, 4, 3)
     assert registry_names_to_tiny == ["ViT-bigG-14/laion2b_s39b_b160k", "ViT-L-14/openai"]
+    assert (clip_g, clip_l, t5) == (pos, pos_l, ["", ""]), "SDXL's prompts by encoder name too"
     assert len(pos_l) == len(neg_l) == 2 and all(pos_l) and all(neg_l)
     assert all(p.startswith(c) for p, c in zip(pos_l, cap)), "same caption, the ViT-L encoder's flavors"
     assert (pos_l, neg_l) != (pos, neg)
@@ -691,7 +702,39 @@ def test_sdxl_dual_fills_the_vit_l_outputs_and_both_encoders_follow_the_memory_p
     single = load(comfy, target="sdxl", sdxl_dual=False, memory="keep loaded")
     assert single is not pinned and pinned.models == [] and len(single.models) == 2
     out = interrogate(comfy, image_batch(1), single, "fast", 2, 4, 3)
-    assert out[3:] == ([""], [""]) and len(registry_names_to_tiny) == 2, "nothing reloaded"
+    assert out[3:5] == ([""], [""]) and len(registry_names_to_tiny) == 2, "nothing reloaded"
+
+
+@pytest.mark.parametrize("target, keys", [("flux", ("clip_l", "t5")), ("sd35", ("clip_l", "clip_g", "t5"))])
+def test_flux_and_sd35_outputs_plug_into_their_encode_nodes(comfy, registry_names_to_tiny, target, keys):
+    """clip_l / clip_g / t5xxl (outputs 5-7) carry the target's prompts by encoder name: CLIPTextEncodeFlux
+    takes clip_l + t5xxl, CLIPTextEncodeSD3 clip_l + clip_g + t5xxl; the others stay empty."""
+    it = load(comfy, target=target)
+    out = interrogate(comfy, image_batch(2), it, "fast", 2, 4, 3)
+    expected = it.interrogate(tensor_to_pil_(image_batch(2)), mode="fast", min_flavors=2, max_flavors=4,
+                              negative_count=3)
+    by_output = dict(zip(("clip_l", "clip_g", "t5"), out[5:]))
+    for name, values in by_output.items():
+        assert values == [r.prompts.get(name, "") for r in expected], name
+        assert all(values) == (name in keys), name
+    assert out[0] == [r.positive for r in expected] and out[1] == [r.negative for r in expected]
+    if target == "flux":
+        assert out[1] == ["", ""], "Flux reads no negative prompt"
+
+
+def test_caption_settings_reach_the_engine_and_change_only_the_caption_stage(comfy, monkeypatch):
+    it = load(comfy)
+    interrogate(comfy, image_batch(1), it, "fast", 2, 4, 2)
+    models = {h.name: h.module for h in it.models}
+    styled = load(comfy, caption_style="short", caption_prompt="Describe the colors.")
+    assert (styled.config.caption_style, styled.config.caption_prompt) == ("short", "Describe the colors.")
+    assert {h.name: h.module for h in styled.models} == models, "same models kept, nothing reloaded"
+    auto = load(comfy, caption_style="auto", caption_prompt="")
+    assert (auto.config.caption_style, auto.config.caption_prompt, auto.config.trust_remote_code) == \
+        (None, None, False)
+    assert load(comfy, trust_remote_code=True).config.trust_remote_code is True
+    with pytest.raises(ValueError, match="caption style"):
+        load(comfy, caption_style="poem")
 
 
 def test_beam_width_reaches_the_engine(comfy, monkeypatch):

@@ -326,7 +326,8 @@ def test_new_widgets_and_round_trip_score_node(server: Server) -> None:
     info = server.request("/object_info/PromptInterrogator.RoundTripScore")["PromptInterrogator.RoundTripScore"]
     assert info["output"] == ["FLOAT", "FLOAT", "STRING"] and info["output_is_list"] == [True, True, True]
     wf = workflow(mode="fast")
-    wf["4"]["inputs"].update(target="custom", sdxl_dual=False)
+    wf["4"]["inputs"].update(target="custom", sdxl_dual=False, caption_style="short", caption_prompt="",
+                             trust_remote_code=False)
     wf["5"]["inputs"]["beam_width"] = 2
     wf.update({
         "11": {"class_type": "PromptInterrogator.RoundTripScore",
@@ -335,6 +336,7 @@ def test_new_widgets_and_round_trip_score_node(server: Server) -> None:
         "12": {"class_type": "PreviewAny", "inputs": {"source": ["11", 0]}},
         "13": {"class_type": "PreviewAny", "inputs": {"source": ["11", 2]}},
         "14": {"class_type": "PreviewAny", "inputs": {"source": ["5", 3]}},
+        "15": {"class_type": "PreviewAny", "inputs": {"source": ["5", 7]}},
     })
     entry = server.run(wf)
     assert len(texts(entry, "6")) == 2 and all(p.strip() for p in texts(entry, "6"))
@@ -342,6 +344,24 @@ def test_new_widgets_and_round_trip_score_node(server: Server) -> None:
     summaries = texts(entry, "13")
     assert len(summaries) == 2 and all("regenerated" in x and "prompt" in x for x in summaries), summaries
     assert texts(entry, "14") == ["", ""], "positive_l is empty without sdxl_dual"
+    assert texts(entry, "15") == ["", ""], "t5xxl is empty for a target without T5"
+
+
+def test_encoder_outputs_plug_into_comfyuis_flux_and_sd3_encode_nodes(server: Server) -> None:
+    """Interrogate's clip_l / clip_g / t5xxl outputs (after the five V1 ones) are STRINGs named like the
+    inputs of ComfyUI's CLIPTextEncodeFlux (clip_l, t5xxl) and CLIPTextEncodeSD3 (clip_l, clip_g, t5xxl)."""
+    info = server.request("/object_info")
+    ours = info["PromptInterrogator.Interrogate"]
+    outputs = dict(zip(ours["output_name"], ours["output"]))
+    assert ours["output_name"][5:] == ["clip_l", "clip_g", "t5xxl"] and ours["output_is_list"][5:] == [True] * 3
+    for node, names in (("CLIPTextEncodeFlux", ("clip_l", "t5xxl")),
+                        ("CLIPTextEncodeSD3", ("clip_l", "clip_g", "t5xxl"))):
+        wants = info[node]["input"]["required"]
+        for name in names:
+            assert wants[name][0] == outputs[name] == "STRING", (node, name)
+    loader = info["PromptInterrogator.Loader"]["input"]
+    assert {"flux", "sd35", "sdxl-tags"} <= set(options(loader["optional"]["target"]))
+    assert options(loader["optional"]["caption_style"]) == ["auto", "short", "detailed", "tags"]
 
 
 def check_against_object_info(workflow: Dict[str, Any], info: Dict[str, Any]) -> None:
