@@ -1,4 +1,4 @@
-"""ComfyUI nodes of Prompt Interrogator: host types in → one engine call → host types out.
+"""ComfyUI nodes of Prompt Interrogator (V3 schema): host types in → one engine call → host types out.
 
 * ``PromptInterrogator.Loader``: models, precision and memory policy → ``INTERROGATOR`` (cached per node;
   changing a widget reloads only what changed).
@@ -9,21 +9,26 @@
 * ``PromptInterrogator.RoundTripScore``: original and regenerated ``IMAGE`` (and optionally the prompt) → CLIP
   image–image and image–text cosines, one per original image.
 
-New inputs are optional and come last, so workflows saved before them load and run unchanged.
+The node ids, input names and output order are those of the first (V1) release, and new inputs are optional
+and come last, so workflows saved before them load and run unchanged. Each ``execute`` only translates
+between ComfyUI types and one engine call.
 
 Models, devices, dtype, progress and interrupt go through :class:`interrogator_hosts.comfyui.ComfyHost`.
-Label caches and local models live in ``models/clip_interrogator/`` (registered with ``folder_paths``).
+Label caches, local models and optional label lists live in ``models/clip_interrogator/`` (registered with
+``folder_paths``).
 """
 from __future__ import annotations
 
 import logging
 import os
 import weakref
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
-from interrogator_core import (TARGETS, Interrogator, InterrogatorConfig,
-                               list_caption_models, list_clip_models, list_modes, list_targets)
+from comfy_api.latest import ComfyExtension, io
+
+from interrogator_core import (MAX_BEAM_WIDTH, TARGETS, Interrogator, InterrogatorConfig, UnknownNameError,
+                               list_caption_models, list_caption_styles, list_clip_models, list_modes,
+                               list_targets)
 from interrogator_core.targets import CUSTOM
 from interrogator_hosts.comfyui import (MEMORY_POLICIES, PRECISIONS, ComfyHost, folder_paths_register,
                                         tensor_to_pil)
@@ -32,12 +37,18 @@ log = logging.getLogger("prompt_interrogator.comfyui")
 
 CATEGORY = "image/interrogate"
 MODEL_FOLDER = "clip_interrogator"
+#: Sub-folder of a model folder whose label lists (artists.txt, flavors.txt, mediums.txt, movements.txt,
+#: negative.txt) replace the bundled ones.
+LABELS_FOLDER = "labels"
 NO_CAPTION = "none"
 #: Shown first in the CLIP list: the text encoders of SD 1.x, SD 2.x and SDXL.
 PREFERRED_CLIP = ("ViT-L-14/openai", "ViT-H-14/laion2b_s32b_b79k", "ViT-bigG-14/laion2b_s39b_b160k")
 DEFAULT_CAPTION = "blip-large"
-INTERROGATOR_TYPE = "INTERROGATOR"
-MAX_BEAM_WIDTH = 8
+#: caption_style widget value for "the target's default style".
+AUTO_STYLE = "auto"
+
+#: The socket type that carries a loaded interrogator from the loader to the other nodes.
+InterrogatorType = io.Custom("INTERROGATOR")
 
 
 # -- model folder --------------------------------------------------------------------------------------------
@@ -67,6 +78,15 @@ def local_models() -> Tuple[List[str], List[str]]:
     return clips, captions
 
 
+def label_dir(folders: Sequence[str]) -> Optional[str]:
+    """The first ``labels/`` folder in the model folders (its lists replace the bundled ones), else None."""
+    for folder in folders:
+        path = os.path.join(folder, LABELS_FOLDER)
+        if os.path.isdir(path):
+            return path
+    return None
+
+
 def _unique(items: Sequence[str]) -> List[str]:
     return list(dict.fromkeys(items))
 
@@ -83,24 +103,8 @@ def caption_choices() -> List[str]:
 
 
 # -- loader cache --------------------------------------------------------------------------------------------
-@dataclass
-class _Loaded:
-    """What a loader node built last: the interrogator and the widget values that shaped it."""
-
-    interrogator: Interrogator
-    clip_model: str
-    caption_model: Optional[str]
-    precision: str
-    target: str = CUSTOM
-    sdxl_dual: bool = False
-
-    def settings(self) -> Tuple[str, Optional[str], str, str, bool]:
-        """What a new build depends on (not the memory policy: that is changed in place)."""
-        return self.clip_model, self.caption_model, self.precision, self.target, self.sdxl_dual
-
-
-#: Per loader node (its unique id): the last interrogator it built.
-_LOADED: Dict[str, _Loaded] = {}
+#: Per loader node (its unique id): the interrogator it built last.
+_LOADED: Dict[str, Interrogator] = {}
 
 
 def _on_evict_for(interrogator: Interrogator):
@@ -115,45 +119,37 @@ def _on_evict_for(interrogator: Interrogator):
 
 
 def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str], precision: str,
-                     memory: str, target: str = CUSTOM, sdxl_dual: bool = False) -> Interrogator:
-    """The interrogator for a loader node: reused, reconfigured, or rebuilt reusing what did not change.
+                     memory: str, target: str = CUSTOM, sdxl_dual: bool = False,
+                     caption_style: Optional[str] = None, caption_prompt: Optional[str] = None,
+                     trust_remote_code: bool = False) -> Interrogator:
+    """The interrogator for a loader node's widgets: the node's last one reconfigured
+    (:meth:`Interrogator.reconfigured` keeps every model that stays), or a new one.
 
-    ``target`` (``list_targets()``) picks the CLIP model; ``custom`` uses ``clip_model``. Like another
-    ``clip_model``, another target or ``sdxl_dual`` rebuilds the interrogator keeping the models that stay.
+    ``target`` (``list_targets()``) picks the CLIP model(s) and the prompts a result carries; ``custom`` uses
+    ``clip_model``. ``caption_style`` (None: the target's default), ``caption_prompt`` and
+    ``trust_remote_code`` go to the caption stage as they are. ``precision`` and
+    the memory policy's managed/pinned choice belong to the :class:`ComfyHost`: changing them hands the models
+    to a new host.
     """
     if memory not in MEMORY_POLICIES:
-        raise ValueError(f"unknown memory policy {memory!r}; valid: {', '.join(MEMORY_POLICIES)}")
+        raise UnknownNameError("memory policy", memory, MEMORY_POLICIES)
     policy, managed = MEMORY_POLICIES[memory]
-    settings = (clip_model, caption_model, precision, target, bool(sdxl_dual))
-    old = _LOADED.get(node_id)
-    if old is not None and old.settings() == settings:
-        it = old.interrogator
-        host = it.host
-        assert isinstance(host, ComfyHost)
-        if host.managed != managed:
-            host.forget(it.models)  # out of ComfyUI's list / off the device; the next run loads the new way
-            host.managed = managed
-        it.set_offload(policy)
-        log.info("loader %s: reusing loaded models (memory policy: %s)", node_id, memory)
-        return it
-
     folders = model_folders()
     config = InterrogatorConfig(clip_model=clip_model, caption_model=caption_model, cache_dir=folders[0],
                                 model_dirs=folders, download_dir=folders[0], offload=policy, target=target,
-                                sdxl_dual=bool(sdxl_dual))
-    if target != CUSTOM:
-        log.info("loader %s: target %s uses CLIP %s (the clip_model widget is ignored)", node_id, target,
-                 config.clip_model)
-    host = ComfyHost(precision=precision, managed=managed)
-    new = Interrogator(config, host)
-    host.on_evict = _on_evict_for(new)
-    if old is not None:
-        old.interrogator.host.forget(old.interrogator.models)
-        moved = new.adopt_models_from(old.interrogator)
-        log.info("loader %s: new settings; reused: %s", node_id, ", ".join(moved) or "nothing")
-        old.interrogator.unload()  # frees only what was not taken over
-    _LOADED[node_id] = _Loaded(new, *settings)
-    return new
+                                sdxl_dual=bool(sdxl_dual), data_dir=label_dir(folders),
+                                caption_style=caption_style, caption_prompt=caption_prompt or None,
+                                trust_remote_code=bool(trust_remote_code))
+    current = _LOADED.get(node_id)
+    host = current.host if current is not None else None
+    if not isinstance(host, ComfyHost) or (host.precision, host.managed) != (precision, managed):
+        host = ComfyHost(precision=precision, managed=managed)
+    it = Interrogator(config, host) if current is None else current.reconfigured(config, host)
+    if it is current:
+        log.info("loader %s: reusing loaded models (memory policy: %s)", node_id, memory)
+    host.on_evict = _on_evict_for(it)
+    _LOADED[node_id] = it
+    return it
 
 
 # -- nodes ---------------------------------------------------------------------------------------------------
@@ -170,217 +166,234 @@ def _target_tooltip() -> str:
             + f"; {CUSTOM}: the clip_model above)")
 
 
-class InterrogatorLoader:
+def _schema(name: str, title: str, description: str, inputs: list, outputs: list, **options: Any) -> io.Schema:
+    """A node of this pack: id ``PromptInterrogator.<name>``, shown as "<title> (Prompt Interrogator)"."""
+    return io.Schema(node_id=f"PromptInterrogator.{name}", display_name=f"{title} (Prompt Interrogator)",
+                     category=CATEGORY, description=description, inputs=inputs, outputs=outputs, **options)
+
+
+def _image_input(id: str = "image", tooltip: Optional[str] = None) -> io.Image.Input:
+    return io.Image.Input(id, tooltip=tooltip)
+
+
+def _image_and_interrogator() -> list:
+    return [_image_input(), InterrogatorType.Input("interrogator")]
+
+
+def _strings(*names_and_tips: Tuple[str, str]) -> List[io.String.Output]:
+    """STRING list outputs (one string per image), named as in the V1 nodes."""
+    return [io.String.Output(name, display_name=name, tooltip=tip, is_output_list=True)
+            for name, tip in names_and_tips]
+
+
+class InterrogatorLoader(io.ComfyNode):
     """CLIP + caption model, precision and memory policy → ``INTERROGATOR``. Models load on first use."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> Dict[str, Any]:
+    def define_schema(cls) -> io.Schema:
         clips = clip_choices()
         captions = caption_choices()
-        return {
-            "required": {
-                "clip_model": (clips, {"default": PREFERRED_CLIP[0] if PREFERRED_CLIP[0] in clips else clips[0],
-                                       "tooltip": "open_clip model that ranks the labels; match your checkpoint "
-                                                  "(ViT-L-14/openai for SD 1.x, ViT-H-14 for SD 2.x, "
-                                                  "ViT-bigG-14 for SDXL). Folders in models/clip_interrogator "
-                                                  "come first."}),
-                "caption_model": (captions, {"default": DEFAULT_CAPTION if DEFAULT_CAPTION in captions
-                                             else captions[0],
-                                             "tooltip": "captioner that writes the sentence the prompt starts "
-                                                        "with; none: CLIP only (negative mode, analyze)"}),
-                "precision": (list(PRECISIONS), {"default": "auto",
-                                                 "tooltip": "auto: fp16 where ComfyUI uses fp16, else fp32"}),
-                "memory": (list(MEMORY_POLICIES), {
-                    "default": "host managed",
-                    "tooltip": "host managed: ComfyUI evicts the models when it needs the memory; keep loaded: "
-                               "pinned on the device between runs (ComfyUI cannot evict them); offload after "
-                               "run: off the device after every run"}),
-            },
-            "optional": {
-                "target": (list_targets(), {"default": CUSTOM, "tooltip": _target_tooltip()}),
-                "sdxl_dual": ("BOOLEAN", {"default": False,
-                                          "tooltip": "target sdxl only: also build prompts for SDXL's CLIP "
-                                                     "ViT-L/14 encoder (outputs positive_l / negative_l of "
-                                                     "Interrogate Image); positive / negative are for "
-                                                     "ViT-bigG. Loads a second CLIP model."}),
-            },
-            "hidden": {"unique_id": "UNIQUE_ID"},
-        }
+        return _schema(
+            "Loader", "Interrogator Loader",
+            "Loads the interrogator models (lazily, on ComfyUI's memory manager).",
+            inputs=[
+                io.Combo.Input("clip_model", options=clips,
+                               default=PREFERRED_CLIP[0] if PREFERRED_CLIP[0] in clips else clips[0],
+                               tooltip="open_clip model that ranks the labels; match your checkpoint "
+                                       "(ViT-L-14/openai for SD 1.x, ViT-H-14 for SD 2.x, ViT-bigG-14 for "
+                                       "SDXL). Folders in models/clip_interrogator come first."),
+                io.Combo.Input("caption_model", options=captions,
+                               default=DEFAULT_CAPTION if DEFAULT_CAPTION in captions else captions[0],
+                               tooltip="captioner that writes the sentence the prompt starts with; none: CLIP "
+                                       "only (negative mode, analyze)"),
+                io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
+                               tooltip="auto: fp16 where ComfyUI uses fp16, else fp32"),
+                io.Combo.Input("memory", options=list(MEMORY_POLICIES), default="host managed",
+                               tooltip="host managed: ComfyUI evicts the models when it needs the memory; keep "
+                                       "loaded: pinned on the device between runs (ComfyUI cannot evict "
+                                       "them); offload after run: off the device after every run"),
+                io.Combo.Input("target", options=list_targets(), default=CUSTOM, optional=True,
+                               tooltip=_target_tooltip()),
+                io.Boolean.Input("sdxl_dual", default=False, optional=True,
+                                 tooltip="target sdxl only: also build prompts for SDXL's CLIP ViT-L/14 encoder "
+                                         "(outputs positive_l / negative_l of Interrogate Image); positive / "
+                                         "negative are for ViT-bigG. Loads a second CLIP model."),
+                io.Combo.Input("caption_style", options=[AUTO_STYLE, *list_caption_styles()], default=AUTO_STYLE,
+                               optional=True,
+                               tooltip="how the caption is written: short (one sentence), detailed (a "
+                                       "paragraph), tags (comma-separated); auto: the target's default. A "
+                                       "caption model that cannot write a style says which it can."),
+                io.String.Input("caption_prompt", default="", multiline=True, optional=True,
+                                tooltip="your own instruction for chat caption models (Qwen-VL, "
+                                        "LLaVA/JoyCaption); replaces the style's; empty: the style's"),
+                io.Boolean.Input("trust_remote_code", default=False, optional=True,
+                                 tooltip="let a caption model run Python code from its folder or hub repo; only "
+                                         "for models that need it (off: never)"),
+            ],
+            outputs=[InterrogatorType.Output("interrogator", display_name="interrogator")],
+            hidden=[io.Hidden.unique_id],
+        )
 
-    RETURN_TYPES = (INTERROGATOR_TYPE,)
-    RETURN_NAMES = ("interrogator",)
-    FUNCTION = "load"
-    CATEGORY = CATEGORY
-    DESCRIPTION = "Loads the interrogator models (lazily, on ComfyUI's memory manager)."
-
-    def load(self, clip_model: str, caption_model: str, precision: str, memory: str, target: str = CUSTOM,
-             sdxl_dual: bool = False, unique_id: Optional[str] = None) -> Tuple[Interrogator]:
-        caption = None if caption_model == NO_CAPTION else caption_model
-        return (get_interrogator(str(unique_id or "default"), clip_model, caption, precision, memory, target,
-                                 sdxl_dual),)
+    @classmethod
+    def execute(cls, clip_model: str, caption_model: str, precision: str, memory: str, target: str = CUSTOM,
+                sdxl_dual: bool = False, caption_style: str = AUTO_STYLE, caption_prompt: str = "",
+                trust_remote_code: bool = False) -> io.NodeOutput:
+        node_id = str(cls.hidden.unique_id or "default") if cls.hidden is not None else "default"
+        return io.NodeOutput(get_interrogator(
+            node_id, clip_model, None if caption_model == NO_CAPTION else caption_model, precision, memory, target,
+            sdxl_dual, None if caption_style == AUTO_STYLE else caption_style, caption_prompt, trust_remote_code))
 
 
-class Interrogate:
+class Interrogate(io.ComfyNode):
     """``IMAGE`` batch → positive, negative and caption strings, one per image."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> Dict[str, Any]:
-        return {
-            "required": {
-                "image": ("IMAGE",),
-                "interrogator": (INTERROGATOR_TYPE,),
-                "mode": (list_modes(), {"default": "best",
-                                        "tooltip": "best: chain of flavors (slowest, best); fast: top labels; "
-                                                   "classic: clip-interrogator 1 style; negative: negative "
-                                                   "prompt only; caption: caption only"}),
-                "min_flavors": ("INT", {"default": 8, "min": 0, "max": 64}),
-                "max_flavors": ("INT", {"default": 32, "min": 0, "max": 64}),
-                "negative_count": ("INT", {"default": 16, "min": 0, "max": 64,
-                                           "tooltip": "most terms in the negative prompt (0: none)"}),
-            },
-            "optional": {
-                "beam_width": ("INT", {"default": 1, "min": 1, "max": MAX_BEAM_WIDTH,
-                                       "tooltip": "prompts kept at each chain step: 1 = greedy (fastest); k > 1 "
-                                                  "is never worse and takes about k times as long"}),
-            },
-        }
+    def define_schema(cls) -> io.Schema:
+        return _schema(
+            "Interrogate", "Interrogate Image",
+            "Image → prompt and negative prompt (one per image in the batch).",
+            inputs=[
+                *_image_and_interrogator(),
+                io.Combo.Input("mode", options=list_modes(), default="best",
+                               tooltip="best: chain of flavors (slowest, best); fast: top labels; classic: "
+                                       "clip-interrogator 1 style; negative: negative prompt only; caption: "
+                                       "caption only"),
+                io.Int.Input("min_flavors", default=8, min=0, max=64),
+                io.Int.Input("max_flavors", default=32, min=0, max=64),
+                io.Int.Input("negative_count", default=16, min=0, max=64,
+                             tooltip="most terms in the negative prompt (0: none)"),
+                io.Int.Input("beam_width", default=1, min=1, max=MAX_BEAM_WIDTH, optional=True,
+                             tooltip="prompts kept at each chain step: 1 = greedy (fastest); k > 1 is never "
+                                     "worse and takes about k times as long"),
+            ],
+            outputs=_strings(
+                ("positive", "prompt per image (plug into CLIP Text Encode; with sdxl_dual: for ViT-bigG, "
+                             "text_g)"),
+                ("negative", "negative prompt per image"),
+                ("caption", "caption per image"),
+                ("positive_l", "sdxl_dual: prompt for SDXL's ViT-L/14 encoder (text_l); else empty"),
+                ("negative_l", "sdxl_dual: negative prompt for SDXL's ViT-L/14 encoder; else empty"),
+                ("clip_l", "the prompt for CLIP ViT-L/14 when the target reads one (sd15; flux and sd35: clip_l of "
+                           "CLIPTextEncodeFlux / CLIPTextEncodeSD3; sdxl with sdxl_dual); else empty"),
+                ("clip_g", "the prompt for OpenCLIP ViT-bigG/14 when the target reads one (sdxl; sd35: clip_g of "
+                           "CLIPTextEncodeSD3); else empty"),
+                ("t5xxl", "flux and sd35: the long T5 prompt, not cut to 77 tokens (t5xxl of CLIPTextEncodeFlux / "
+                          "CLIPTextEncodeSD3); else empty"),
+            ),
+        )
 
-    RETURN_TYPES = ("STRING", "STRING", "STRING", "STRING", "STRING")
-    RETURN_NAMES = ("positive", "negative", "caption", "positive_l", "negative_l")
-    OUTPUT_IS_LIST = (True, True, True, True, True)
-    OUTPUT_TOOLTIPS = ("prompt per image (plug into CLIP Text Encode; with sdxl_dual: for ViT-bigG, text_g)",
-                       "negative prompt per image", "caption per image",
-                       "sdxl_dual: prompt for SDXL's ViT-L/14 encoder (text_l); else empty",
-                       "sdxl_dual: negative prompt for SDXL's ViT-L/14 encoder; else empty")
-    FUNCTION = "interrogate"
-    CATEGORY = CATEGORY
-    DESCRIPTION = "Image → prompt and negative prompt (one per image in the batch)."
-
-    def interrogate(self, image: Any, interrogator: Interrogator, mode: str, min_flavors: int,
-                    max_flavors: int, negative_count: int, beam_width: int = 1
-                    ) -> Tuple[List[str], List[str], List[str], List[str], List[str]]:
-        if min_flavors > max_flavors:
-            raise ValueError(f"min_flavors ({min_flavors}) is larger than max_flavors ({max_flavors})")
+    @classmethod
+    def execute(cls, image: Any, interrogator: Interrogator, mode: str, min_flavors: int, max_flavors: int,
+                negative_count: int, beam_width: int = 1) -> io.NodeOutput:
         with _host(interrogator).node_run():
             results = interrogator.interrogate(tensor_to_pil(image), mode=mode, min_flavors=min_flavors,
                                                max_flavors=max_flavors, negative_count=negative_count,
                                                beam_width=int(beam_width))
-        for i, r in enumerate(results):
-            log.info("image %d: %s | negative: %s", i, r.positive, r.negative)
-            if r.positive_l is not None:
-                log.info("image %d (ViT-L/14): %s | negative: %s", i, r.positive_l, r.negative_l)
-        return ([r.positive for r in results], [r.negative for r in results], [r.caption for r in results],
-                [r.positive_l or "" for r in results], [r.negative_l or "" for r in results])
+        return io.NodeOutput([r.positive for r in results], [r.negative for r in results],
+                             [r.caption for r in results], [r.positive_l or "" for r in results],
+                             [r.negative_l or "" for r in results],
+                             *([r.prompts.get(name, "") for r in results] for name in ("clip_l", "clip_g", "t5")))
 
 
-class Caption:
+class Caption(io.ComfyNode):
     """``IMAGE`` batch → one caption per image (caption model only, no CLIP)."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> Dict[str, Any]:
-        return {"required": {"image": ("IMAGE",), "interrogator": (INTERROGATOR_TYPE,)}}
+    def define_schema(cls) -> io.Schema:
+        return _schema(
+            "Caption", "Caption Image",
+            "Image → caption (one per image in the batch).",
+            inputs=_image_and_interrogator(),
+            outputs=_strings(("caption", "caption per image")),
+        )
 
-    RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("caption",)
-    OUTPUT_IS_LIST = (True,)
-    FUNCTION = "caption"
-    CATEGORY = CATEGORY
-    DESCRIPTION = "Image → caption (one per image in the batch)."
-
-    def caption(self, image: Any, interrogator: Interrogator) -> Tuple[List[str]]:
+    @classmethod
+    def execute(cls, image: Any, interrogator: Interrogator) -> io.NodeOutput:
         with _host(interrogator).node_run():
-            return (interrogator.caption(tensor_to_pil(image)),)
+            return io.NodeOutput(interrogator.caption(tensor_to_pil(image)))
 
 
-class Analyze:
+class Analyze(io.ComfyNode):
     """``IMAGE`` batch → the top labels of each table with their similarity, as text (one per image)."""
 
     @classmethod
-    def INPUT_TYPES(cls) -> Dict[str, Any]:
-        return {
-            "required": {
-                "image": ("IMAGE",),
-                "interrogator": (INTERROGATOR_TYPE,),
-                "top_n": ("INT", {"default": 5, "min": 1, "max": 100}),
-                "with_caption": ("BOOLEAN", {"default": False}),
-            },
-        }
+    def define_schema(cls) -> io.Schema:
+        return _schema(
+            "Analyze", "Analyze Image",
+            "Image → top mediums, artists, movements, trendings and flavors with scores.",
+            inputs=[
+                *_image_and_interrogator(),
+                io.Int.Input("top_n", default=5, min=1, max=100),
+                io.Boolean.Input("with_caption", default=False),
+            ],
+            outputs=_strings(("analysis", "top labels per table with their similarity, per image")),
+        )
 
-    RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("analysis",)
-    OUTPUT_IS_LIST = (True,)
-    FUNCTION = "analyze"
-    CATEGORY = CATEGORY
-    DESCRIPTION = "Image → top mediums, artists, movements, trendings and flavors with scores."
-
-    def analyze(self, image: Any, interrogator: Interrogator, top_n: int, with_caption: bool) -> Tuple[List[str]]:
+    @classmethod
+    def execute(cls, image: Any, interrogator: Interrogator, top_n: int, with_caption: bool) -> io.NodeOutput:
         with _host(interrogator).node_run():
             results = interrogator.analyze(tensor_to_pil(image), top_n=top_n, with_caption=with_caption)
-        return ([r.to_text() for r in results],)
+        return io.NodeOutput([r.to_text() for r in results])
 
 
-class RoundTripScore:
+class RoundTripScore(io.ComfyNode):
     """Original and regenerated ``IMAGE`` (and optionally the prompt) → CLIP cosines, one per original image.
 
-    All inputs arrive as ComfyUI lists (``INPUT_IS_LIST``): a prompt list from *Interrogate Image* pairs with
+    All inputs arrive as ComfyUI lists (``is_input_list``): a prompt list from *Interrogate Image* pairs with
     the original batch image by image instead of re-running the node per prompt, and regenerated images
     sampled one prompt at a time (a list of 1-image batches) line up the same way. A single regenerated
     image or prompt applies to every original image.
     """
 
     @classmethod
-    def INPUT_TYPES(cls) -> Dict[str, Any]:
-        return {
-            "required": {
-                "original": ("IMAGE", {"tooltip": "the images that were interrogated"}),
-                "regenerated": ("IMAGE", {"tooltip": "the images generated from their prompts (one, or one per "
-                                                     "original image)"}),
-                "interrogator": (INTERROGATOR_TYPE,),
-            },
-            "optional": {
-                "prompt": ("STRING", {"forceInput": True,
-                                      "tooltip": "prompt(s) to score against the original images (one, or one "
-                                                 "per image)"}),
-            },
-        }
+    def define_schema(cls) -> io.Schema:
+        return _schema(
+            "RoundTripScore", "Round-trip Score",
+            "How well regenerated images (and prompts) match the originals: CLIP cosine similarities.",
+            is_input_list=True,
+            inputs=[
+                _image_input("original", "the images that were interrogated"),
+                _image_input("regenerated", "the images generated from their prompts (one, or one per "
+                                            "original image)"),
+                InterrogatorType.Input("interrogator"),
+                io.String.Input("prompt", force_input=True, optional=True,
+                                tooltip="prompt(s) to score against the original images (one, or one per "
+                                        "image)"),
+            ],
+            outputs=[
+                io.Float.Output("image_similarity", display_name="image_similarity", is_output_list=True,
+                                tooltip="CLIP cosine of each original image with its regenerated image"),
+                io.Float.Output("prompt_similarity", display_name="prompt_similarity", is_output_list=True,
+                                tooltip="CLIP cosine of each original image with its prompt (0.0 without a "
+                                        "prompt)"),
+                io.String.Output("summary", display_name="summary", is_output_list=True,
+                                 tooltip="both scores as text, per image"),
+            ],
+        )
 
-    INPUT_IS_LIST = True
-    RETURN_TYPES = ("FLOAT", "FLOAT", "STRING")
-    RETURN_NAMES = ("image_similarity", "prompt_similarity", "summary")
-    OUTPUT_IS_LIST = (True, True, True)
-    OUTPUT_TOOLTIPS = ("CLIP cosine of each original image with its regenerated image",
-                       "CLIP cosine of each original image with its prompt (0.0 without a prompt)",
-                       "both scores as text, per image")
-    FUNCTION = "score"
-    CATEGORY = CATEGORY
-    DESCRIPTION = "How well regenerated images (and prompts) match the originals: CLIP cosine similarities."
-
-    def score(self, original: List[Any], regenerated: List[Any], interrogator: List[Interrogator],
-              prompt: Optional[List[str]] = None) -> Tuple[List[float], List[float], List[str]]:
+    @classmethod
+    def execute(cls, original: List[Any], regenerated: List[Any], interrogator: List[Interrogator],
+                prompt: Optional[List[str]] = None) -> io.NodeOutput:
         it = interrogator[0]
         originals = [im for batch in original for im in tensor_to_pil(batch)]
         references = [im for batch in regenerated for im in tensor_to_pil(batch)]
         with _host(it).node_run():
             scores = it.score(originals, references=references, prompts=list(prompt) if prompt else None)
-        for i, sc in enumerate(scores):
-            log.info("image %d: %s", i, sc.to_text())
-        return ([float(sc.image_similarity or 0.0) for sc in scores],
-                [float(sc.prompt_similarity or 0.0) for sc in scores],
-                [sc.to_text() for sc in scores])
+        return io.NodeOutput([float(sc.image_similarity or 0.0) for sc in scores],
+                             [float(sc.prompt_similarity or 0.0) for sc in scores],
+                             [sc.to_text() for sc in scores])
 
 
-NODE_CLASS_MAPPINGS = {
-    "PromptInterrogator.Loader": InterrogatorLoader,
-    "PromptInterrogator.Interrogate": Interrogate,
-    "PromptInterrogator.Caption": Caption,
-    "PromptInterrogator.Analyze": Analyze,
-    "PromptInterrogator.RoundTripScore": RoundTripScore,
-}
+NODES: List[Type[io.ComfyNode]] = [InterrogatorLoader, Interrogate, Caption, Analyze, RoundTripScore]
 
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "PromptInterrogator.Loader": "Interrogator Loader (Prompt Interrogator)",
-    "PromptInterrogator.Interrogate": "Interrogate Image (Prompt Interrogator)",
-    "PromptInterrogator.Caption": "Caption Image (Prompt Interrogator)",
-    "PromptInterrogator.Analyze": "Analyze Image (Prompt Interrogator)",
-    "PromptInterrogator.RoundTripScore": "Round-trip Score (Prompt Interrogator)",
-}
+
+class PromptInterrogatorExtension(ComfyExtension):
+    """The pack as ComfyUI's V3 extension: its five nodes."""
+
+    async def get_node_list(self) -> List[Type[io.ComfyNode]]:
+        return list(NODES)
+
+
+async def comfy_entrypoint() -> PromptInterrogatorExtension:
+    """What ComfyUI calls to load the pack (V3)."""
+    return PromptInterrogatorExtension()

@@ -3,8 +3,10 @@
 * :class:`A1111Host` — ``modules.devices`` (``device_interrogate``, half unless ``--no-half``, ``torch_gc``),
   ``lowvram.send_everything_to_cpu()`` first under ``--lowvram``/``--medvram``, ``shared.state`` for
   interrupt and progress.
-* :class:`ForgeHost` — Forge's ``backend.memory_management``: models wrapped in its ``ModelPatcher`` and
-  loaded with ``load_models_gpu`` (which evicts diffusion models as needed) on ``text_encoder_device()``.
+* :class:`ForgeHost` — Forge's ``backend.memory_management`` through the shared
+  :class:`~interrogator_hosts.managed.ManagedHost` (the same adapter ComfyUI's host uses): models wrapped in
+  its ``ModelPatcher`` and loaded with ``load_models_gpu`` (which evicts diffusion models as needed) on
+  ``text_encoder_device()``.
 * :func:`make_host` — Forge when ``backend.memory_management`` imports, else A1111.
 
 Imports ``modules.*`` / ``backend.*`` lazily, at call time, so importing this module is cheap.
@@ -12,12 +14,13 @@ Imports ``modules.*`` / ``backend.*`` lazily, at call time, so importing this mo
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from interrogator_core import Interrupted, ModelHandle
+from interrogator_hosts.managed import ManagedHost, MemoryManager
 
 from .a1111_patches import plain_activations
 
@@ -108,71 +111,37 @@ class A1111Host:
         state.textinfo = desc
 
 
-class _Holder(nn.Module):
-    """What Forge's ``ModelPatcher`` wraps: a plain module holding ours (patchers set attributes on it)."""
+def _forge_mm() -> Any:
+    from backend import memory_management
 
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
+    return memory_management
 
 
-class ForgeHost(A1111Host):
-    """:class:`~interrogator_core.HostAdapter` for Forge: its memory manager decides devices and evictions."""
+def _forge_patcher(holder: nn.Module, load_device: torch.device, offload_device: torch.device, size: int) -> Any:
+    from backend.patcher.base import ModelPatcher
+
+    return ModelPatcher(holder, load_device=load_device, offload_device=offload_device, size=size)
+
+
+#: Forge's ``backend.memory_management`` as the shared host's memory manager (Forge's patcher has no eviction
+#: callbacks, so evictions are not reported).
+FORGE_MEMORY = MemoryManager(
+    name="Forge",
+    module=_forge_mm,
+    new_patcher=_forge_patcher,
+    load_models=lambda mm, patchers: mm.load_models_gpu(patchers),
+    # fp16 where Forge's own interrogator would use it; never on the CPU
+    use_fp16=lambda mm, device: device.type != "cpu" and bool(mm.should_use_fp16(device=device)),
+)
+
+
+class ForgeHost(ManagedHost, A1111Host):
+    """:class:`~interrogator_core.HostAdapter` for Forge: its memory manager decides devices and evictions
+    (the shared :class:`~interrogator_hosts.managed.ManagedHost`); interrupt and progress are A1111's."""
 
     def __init__(self) -> None:
-        from backend import memory_management
-        from backend.patcher.base import ModelPatcher
-
-        self._mm = memory_management
-        self._patcher_cls = ModelPatcher
-
-    def load_device(self) -> torch.device:
-        return torch.device(self._mm.text_encoder_device())
-
-    def offload_device(self) -> torch.device:
-        return torch.device(self._mm.text_encoder_offload_device())
-
-    def dtype_for(self, device: torch.device) -> torch.dtype:
-        """fp16 where Forge's own interrogator would use it (``should_use_fp16``), else fp32."""
-        if device.type == "cpu":
-            return torch.float32
-        return torch.float16 if self._mm.should_use_fp16(device=device) else torch.float32
-
-    def _patcher(self, handle: ModelHandle):
-        patcher = handle.host_data.get("forge_patcher")
-        if patcher is None:
-            patcher = self._patcher_cls(_Holder(handle.module), load_device=self.load_device(),
-                                        offload_device=self.offload_device())
-            handle.host_data["forge_patcher"] = patcher
-        return patcher
-
-    def load(self, models: Sequence[ModelHandle]) -> None:
-        if not models:
-            return
-        self._mm.load_models_gpu([self._patcher(m) for m in models])
-        device = self.load_device()
-        for m in models:
-            # Forge may leave part of a module on the CPU ("swap") when VRAM is short; our modules are
-            # plain torch and need all their weights on one device.
-            if any(p.device != device for p in m.module.parameters()):
-                log.warning("Forge kept part of %s off %s; moving it there whole", m.name, device)
-                m.module.to(device)
-
-    def offload(self, models: Sequence[ModelHandle]) -> None:
-        target = self.offload_device()
-        for m in models:
-            patcher = m.host_data.get("forge_patcher")
-            if patcher is not None:
-                for loaded in list(self._mm.current_loaded_models):
-                    if loaded.model is patcher:
-                        self._mm.current_loaded_models.remove(loaded)
-                        loaded.model_unload()
-            if m.device != target:
-                m.module.to(target)
-        self._mm.soft_empty_cache()
-
-    def make_room(self) -> None:  # load_models_gpu makes room itself
-        return
+        _forge_mm()  # fails here, not at first use, outside Forge
+        super().__init__(FORGE_MEMORY)
 
 
 def is_forge() -> bool:

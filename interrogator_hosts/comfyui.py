@@ -1,12 +1,12 @@
 """ComfyUI host adapter: the engine's models on ComfyUI's devices and memory manager.
 
-* Devices and dtype come from ``comfy.model_management`` (the text-encoder device and its offload device,
-  ``should_use_fp16``), so ``--cpu``, ``--gpu-only``, ``--lowvram`` and friends apply to us too.
-* In the managed modes every model is wrapped in a plain ``nn.Module`` holder (ComfyUI's ``ModelPatcher``
-  assigns ``model.device``, which a ``transformers`` model refuses) and registered through
-  ``comfy.model_patcher.ModelPatcher``; ``load_models_gpu(..., force_full_load=True)`` then evicts diffusion
-  models to make room for us, and ComfyUI evicts us (``free_memory``, "Unload models") when it needs the
-  memory back. An eviction also drops the engine's label embeddings from the device.
+* Devices, dtype, load and offload are the shared :class:`~interrogator_hosts.managed.ManagedHost` on
+  ``comfy.model_management``: the text-encoder device and its offload device, ``should_use_fp16``, models
+  registered through ``comfy.model_patcher.ModelPatcher`` (the plain legacy patcher: our modules are not built
+  from ``comfy.ops``, so ComfyUI's dynamic-VRAM patcher does not apply to them) and loaded with
+  ``load_models_gpu(..., force_full_load=True)``, which evicts diffusion models to make room; ComfyUI evicts
+  us (``free_memory``, "Unload models") when it needs the memory back, and its ``ON_DETACH`` patcher callback
+  tells us, so the engine's label embeddings leave the device too.
 * "keep loaded" pins the models on the device by hand: ComfyUI makes room first, but cannot evict them.
 * ``check_interrupt`` is ComfyUI's ``throw_exception_if_processing_interrupted``; the exception it raises is
   both the engine's :class:`~interrogator_core.Interrupted` and ComfyUI's ``InterruptProcessingException``,
@@ -21,20 +21,21 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-import weakref
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Type
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Type
 
 import torch
-from torch import nn
 
-from interrogator_core import Interrupted, ModelHandle
-from interrogator_core.host import parse_dtype
+from interrogator_core import Interrupted
 from interrogator_core.images import to_rgb
+from interrogator_hosts.managed import PRECISIONS, InterrogatorModelHolder, ManagedHost, MemoryManager
 
 if TYPE_CHECKING:  # PIL is imported lazily at run time
     from PIL import Image
 
 log = logging.getLogger(__name__)
+
+__all__ = ["ComfyHost", "InterrogatorModelHolder", "MEMORY_POLICIES", "PRECISIONS", "COMFY_MEMORY",
+           "folder_paths_register", "interrupted_type", "tensor_to_pil"]
 
 #: Loader widget value → (engine offload policy, models registered with ComfyUI's manager).
 MEMORY_POLICIES = {
@@ -43,37 +44,38 @@ MEMORY_POLICIES = {
     "offload after run": ("offload", True),
 }
 
-PRECISIONS = ("auto", "fp16", "bf16", "fp32")
-
 
 def _mm() -> Any:
     return importlib.import_module("comfy.model_management")
-
-
-def _model_patcher() -> Any:
-    return importlib.import_module("comfy.model_patcher")
 
 
 def _utils() -> Any:
     return importlib.import_module("comfy.utils")
 
 
-class InterrogatorModelHolder(nn.Module):
-    """Plain module around an engine model, the thing ComfyUI's ``ModelPatcher`` manages.
+def _new_patcher(holder: Any, load_device: torch.device, offload_device: torch.device, size: int) -> Any:
+    patcher_cls = importlib.import_module("comfy.model_patcher").ModelPatcher
+    return patcher_cls(holder, load_device=load_device, offload_device=offload_device, size=size)
 
-    ``ModelPatcher`` writes ``device`` and a few bookkeeping attributes onto its model; a ``transformers``
-    ``PreTrainedModel`` refuses ``device`` (a read-only property), so the patcher gets this holder instead.
-    Moving the holder moves the wrapped model (it is a registered submodule).
-    """
 
-    def __init__(self, name: str, module: nn.Module) -> None:
-        super().__init__()
-        self.wrapped = module
-        #: The engine's handle name ("clip:...", "caption:..."): lets tools and tests tell our models apart.
-        self.handle_name = name
+def _watch_detach(patcher: Any, callback: Callable[[], None]) -> None:
+    try:
+        on_detach = importlib.import_module("comfy.patcher_extension").CallbacksMP.ON_DETACH
+    except (ImportError, AttributeError):  # pragma: no cover - ComfyUI before patcher_extension
+        log.debug("ComfyUI has no patcher callbacks; label embeddings stay on the device after eviction")
+        return
+    patcher.add_callback(on_detach, lambda _patcher, _unpatch_all=True: callback())
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - never called by ComfyUI
-        return self.wrapped(*args, **kwargs)
+
+#: ComfyUI's ``comfy.model_management`` as the shared host's memory manager.
+COMFY_MEMORY = MemoryManager(
+    name="ComfyUI",
+    module=_mm,
+    new_patcher=_new_patcher,
+    load_models=lambda mm, patchers: mm.load_models_gpu(patchers, force_full_load=True),
+    use_fp16=lambda mm, device: bool(mm.should_use_fp16(device, prioritize_performance=False)),
+    watch_evictions=_watch_detach,
+)
 
 
 _interrupted_classes: Dict[type, type] = {}
@@ -91,7 +93,7 @@ def interrupted_type() -> Type[Exception]:
     return cls
 
 
-class ComfyHost:
+class ComfyHost(ManagedHost):
     """:class:`~interrogator_core.HostAdapter` on ComfyUI's ``model_management``.
 
     Args:
@@ -104,115 +106,8 @@ class ComfyHost:
 
     def __init__(self, precision: str = "auto", managed: bool = True,
                  on_evict: Optional[Callable[[], None]] = None) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
-        self.precision = precision
-        self.managed = managed
-        self.on_evict = on_evict
+        super().__init__(COMFY_MEMORY, precision=precision, managed=managed, on_evict=on_evict)
         self._pbar: Any = None
-
-    # -- devices ----------------------------------------------------------------------------------------------
-    def load_device(self) -> torch.device:
-        """ComfyUI's text-encoder device (the GPU unless --cpu, low VRAM without fp16, ...)."""
-        return torch.device(_mm().text_encoder_device())
-
-    def offload_device(self) -> torch.device:
-        return torch.device(_mm().text_encoder_offload_device())
-
-    def dtype_for(self, device: torch.device) -> torch.dtype:
-        explicit = parse_dtype(self.precision)
-        if explicit is not None:
-            return explicit
-        return torch.float16 if _mm().should_use_fp16(device, prioritize_performance=False) else torch.float32
-
-    # -- memory -----------------------------------------------------------------------------------------------
-    def patcher_for(self, handle: ModelHandle) -> Any:
-        """The ``ModelPatcher`` of ``handle`` (created and remembered in ``handle.host_data`` on first use)."""
-        patcher = handle.host_data.get("comfy_patcher")
-        if patcher is None:
-            holder = InterrogatorModelHolder(handle.name, handle.module)
-            patcher = _model_patcher().ModelPatcher(holder, load_device=self.load_device(),
-                                                    offload_device=self.offload_device(),
-                                                    size=handle.size_bytes())
-            self._watch_evictions(patcher)
-            handle.host_data["comfy_patcher"] = patcher
-            log.info("registered %s with ComfyUI's model manager (%.1f MB)", handle.name,
-                     handle.size_bytes() / 2**20)
-        return patcher
-
-    def _watch_evictions(self, patcher: Any) -> None:
-        try:
-            on_detach = importlib.import_module("comfy.patcher_extension").CallbacksMP.ON_DETACH
-        except (ImportError, AttributeError):  # pragma: no cover - ComfyUI before patcher_extension
-            log.debug("ComfyUI has no patcher callbacks; label embeddings stay on the device after eviction")
-            return
-        host_ref = weakref.ref(self)
-
-        def detached(_patcher: Any, _unpatch_all: bool = True) -> None:
-            host = host_ref()
-            if host is not None and host.on_evict is not None:
-                host.on_evict()
-
-        patcher.add_callback(on_detach, detached)
-
-    def load(self, models: Sequence[ModelHandle]) -> None:
-        """Managed: ``load_models_gpu(patchers, force_full_load=True)`` (ComfyUI evicts others to make room).
-        Pinned: ComfyUI frees what we need, then the models move by hand."""
-        if not models:
-            return
-        mm = _mm()
-        if self.managed:
-            mm.load_models_gpu([self.patcher_for(m) for m in models], force_full_load=True)
-            return
-        device = self.load_device()
-        todo = [m for m in models if m.device != device]
-        if not todo:
-            return
-        if device.type != "cpu":
-            need = sum(m.size_bytes() for m in todo)
-            mm.free_memory(need * 1.1 + mm.minimum_inference_memory(), device)
-        for m in todo:
-            log.debug("pinning %s on %s", m.name, device)
-            m.module.to(device)
-
-    def offload(self, models: Sequence[ModelHandle]) -> None:
-        """Take ``models`` out of ComfyUI's loaded list (unloading them there) or move pinned ones back."""
-        mm = _mm()
-        target = self.offload_device()
-        moved = False
-        for m in models:
-            patcher = m.host_data.get("comfy_patcher")
-            if patcher is not None and self._unregister(patcher):
-                moved = True
-            if m.device != target:
-                m.module.to(target)
-                moved = True
-        if moved:
-            mm.soft_empty_cache()
-
-    def forget(self, models: Sequence[ModelHandle]) -> None:
-        """Offload ``models`` and drop their patchers (the models are about to be discarded)."""
-        self.offload(models)
-        for m in models:
-            m.host_data.pop("comfy_patcher", None)
-
-    @staticmethod
-    def _unregister(patcher: Any) -> bool:
-        """Unload ``patcher`` the way ComfyUI's ``free_memory`` does and drop it from the loaded list."""
-        mm = _mm()
-        found = False
-        for i in range(len(mm.current_loaded_models) - 1, -1, -1):
-            loaded = mm.current_loaded_models[i]
-            if loaded.model is patcher:
-                loaded.model_unload()
-                mm.current_loaded_models.pop(i)
-                found = True
-        return found
-
-    def is_registered(self, handle: ModelHandle) -> bool:
-        """Whether ComfyUI currently lists ``handle``'s model as loaded."""
-        patcher = handle.host_data.get("comfy_patcher")
-        return patcher is not None and any(lm.model is patcher for lm in _mm().current_loaded_models)
 
     # -- interrupt and progress ---------------------------------------------------------------------------
     def check_interrupt(self) -> None:
@@ -245,7 +140,10 @@ class ComfyHost:
 
 
 def tensor_to_pil(images: torch.Tensor) -> List["Image.Image"]:
-    """ComfyUI ``IMAGE`` (float [B, H, W, C] in 0..1, or one [H, W, C] image) → RGB PIL images."""
+    """ComfyUI ``IMAGE`` (float [B, H, W, C] in 0..1, or one [H, W, C] image) → RGB PIL images.
+
+    Values outside 0..1 are clamped; NaN or infinite values are a ValueError naming the image.
+    """
     from PIL import Image
 
     if images.ndim == 3:
@@ -255,8 +153,14 @@ def tensor_to_pil(images: torch.Tensor) -> List["Image.Image"]:
                          f"{tuple(images.shape)}")
     if images.shape[-1] not in (1, 2, 3, 4):
         raise ValueError(f"expected 1 to 4 channels in the last dimension, got shape {tuple(images.shape)}")
-    x = torch.nan_to_num(images.detach().float().cpu(), nan=0.0, posinf=1.0, neginf=0.0)
-    arr = (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    x = images.detach().float().cpu()
+    bad = (~torch.isfinite(x)).flatten(1).sum(1)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise ValueError(f"image {i} of the IMAGE batch has {int(bad[i])} NaN/inf pixel values (of "
+                         f"{x[i].numel()}): the node that made it produced invalid pixels (a VAE decode in fp16 "
+                         f"often does: try --fp32-vae); fix it there, an interrogation of it would be garbage")
+    arr = (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # values slightly out of 0..1 are clamped
     modes = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
     out = []
     for i, a in enumerate(arr):

@@ -136,13 +136,14 @@ def test_forge_load_goes_through_model_patcher_and_load_models_gpu(forge_webui):
     assert host.dtype_for(torch.device("cpu")) == torch.float32
     h = _handle("clip")
     host.load([h])
-    patcher = h.host_data["forge_patcher"]
+    patcher = h.host_data["patcher"]
     assert isinstance(patcher, ModelPatcher)
-    assert patcher.model.inner is h.module, "the patcher wraps a holder, not the transformers/open_clip module"
+    assert patcher.model.wrapped is h.module, "the patcher wraps a holder, not the transformers/open_clip module"
+    assert type(patcher.model).__name__ == "InterrogatorModelHolder" and patcher.model.handle_name == h.name
     assert mm.calls[-1] == ("load_models_gpu", [patcher])
     assert [lm.model for lm in mm.current_loaded_models] == [patcher]
     host.load([h])  # second load reuses the same patcher
-    assert h.host_data["forge_patcher"] is patcher and len(mm.current_loaded_models) == 1
+    assert h.host_data["patcher"] is patcher and len(mm.current_loaded_models) == 1
 
 
 def test_forge_offload_unloads_from_manager(forge_webui):
@@ -155,9 +156,37 @@ def test_forge_offload_unloads_from_manager(forge_webui):
     host.load([b])
     mm.calls.clear()
     host.offload([a])
-    assert [lm.model for lm in mm.current_loaded_models] == [b.host_data["forge_patcher"]]
-    assert ("model_unload", a.host_data["forge_patcher"]) in mm.calls
+    assert [lm.model for lm in mm.current_loaded_models] == [b.host_data["patcher"]]
+    assert ("model_unload", a.host_data["patcher"]) in mm.calls
     assert mm.calls[-1] == ("soft_empty_cache",)
+
+
+def test_forge_model_left_partly_off_the_device_is_moved_whole(forge_webui, monkeypatch, caplog):
+    """Forge may keep part of a module on the CPU when VRAM is short ("swap"); our plain torch modules need
+    all weights on one device, so the shared managed host moves such a module there whole, with a warning."""
+    from backend import memory_management as mm
+    from interrogator_hosts.a1111 import ForgeHost
+
+    monkeypatch.setattr(mm, "load_device", torch.device("meta"))
+    monkeypatch.setattr(mm.LoadedModel, "model_load", lambda self, *a, **k: None)  # leaves it on the CPU
+    h = _handle("clip")
+    with caplog.at_level("WARNING"):
+        ForgeHost().load([h])
+    assert all(p.device.type == "meta" for p in h.module.parameters())
+    assert any("kept part of clip off meta" in r.getMessage() for r in caplog.records)
+
+
+def test_forge_and_comfy_hosts_are_one_implementation(forge_webui):
+    """ForgeHost is the shared ManagedHost with Forge's calls injected (and A1111's interrupt/progress)."""
+    from interrogator_hosts.a1111 import A1111Host, ForgeHost
+    from interrogator_hosts.managed import ManagedHost
+
+    host = ForgeHost()
+    assert isinstance(host, ManagedHost) and isinstance(host, A1111Host)
+    assert host.manager.name == "Forge" and host.manager.watch_evictions is None
+    for name in ("load", "offload", "load_device", "offload_device", "dtype_for", "make_room"):
+        assert getattr(ForgeHost, name) is getattr(ManagedHost, name), name
+    assert ForgeHost.check_interrupt is A1111Host.check_interrupt
 
 
 def test_forge_engine_runs_through_memory_manager(forge_webui, images):
