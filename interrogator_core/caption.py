@@ -355,11 +355,27 @@ class Captioner:
             tokens = module.generate(pixel_values=inputs["pixel_values"], max_new_tokens=max_new_tokens)
             texts = self.processor.batch_decode(tokens, skip_special_tokens=True)
             return [" ".join(t.split()) for t in texts]
-        tokens = module.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        tokens = module.generate(**inputs, max_new_tokens=self._token_budget(max_new_tokens, inputs),
+                                 do_sample=False)
         if fam.decoder_only:
             tokens = tokens[:, inputs["input_ids"].shape[1]:]
         texts = self.processor.batch_decode(tokens, skip_special_tokens=True)
         return [self._clean(t) for t in texts]
+
+    def _token_budget(self, max_new_tokens: int, inputs: Dict[str, Any]) -> int:
+        """``max_new_tokens`` capped to the positions the text model has left (a long caption style must not run
+        past a small model's position table): the prompt's length for decoder-only models, the start token for
+        encoder-decoders."""
+        config = self.handle.module.config
+        limit = getattr(getattr(config, "text_config", None) or config, "max_position_embeddings", None)
+        if not isinstance(limit, int) or limit <= 0:
+            return max_new_tokens
+        used = inputs["input_ids"].shape[1] if FAMILIES[self.family].decoder_only else 1
+        budget = max(1, min(max_new_tokens, limit - used))
+        if budget < max_new_tokens:
+            log.debug("%s: %d new tokens capped to %d (position table of %d)", self.name, max_new_tokens, budget,
+                      limit)
+        return budget
 
     def _clean(self, text: str) -> str:
         """Plain text from a decoded answer: no reasoning block, no leftover task/sequence tokens."""

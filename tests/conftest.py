@@ -78,6 +78,39 @@ def registry_to_tiny(monkeypatch, tiny_models, tiny_clip_l) -> List[str]:
     return asked
 
 
+#: the VLM caption families and their tiny builders (interrogator_core.testing)
+FAMILY_BUILDERS = {"florence2": "make_tiny_florence2", "qwen2_5_vl": "make_tiny_qwen2_5_vl",
+                   "qwen3_vl": "make_tiny_qwen3_vl", "llava": "make_tiny_llava"}
+
+
+@pytest.fixture(scope="session")
+def family_models(tmp_path_factory) -> dict:
+    """{family: tiny model folder} for each VLM family this environment's transformers can load (built once)."""
+    from interrogator_core import testing
+    from interrogator_core.caption import check_family_supported
+    from interrogator_core.errors import ModelLoadError
+
+    root = tmp_path_factory.mktemp("families")
+    out = {}
+    for family, builder in FAMILY_BUILDERS.items():
+        try:
+            check_family_supported(family)
+        except ModelLoadError:
+            continue
+        out[family] = getattr(testing, builder)(root / f"tiny-{family}")
+    return out
+
+
+def family_model(family_models: dict, family: str):
+    """The tiny folder of ``family``, or skip (with the reason) where transformers is too old for it."""
+    from interrogator_core.caption import FAMILIES, transformers_version
+
+    if family not in family_models:
+        pytest.skip(f"transformers {transformers_version()} is older than {family} needs "
+                    f"({FAMILIES[family].min_transformers}); its version error is tested in test_caption_families.py")
+    return family_models[family]
+
+
 @pytest.fixture
 def make_interrogator(tiny_models, small_data_dir, tmp_path):
     """Factory: an Interrogator on the tiny models and small lists, cache in a fresh temp dir."""
@@ -139,13 +172,14 @@ def count_text_encodes(interrogator: Interrogator) -> list:
 
 
 def pytest_collection_modifyitems(config, items):
-    """The A1111/Forge suites need the webui's gradio; the ComfyUI ("current") environment has none, and the
-    a1111 and forge environments run them."""
+    """The A1111/Forge UI, script and host suites need the webui's gradio; the ComfyUI ("current") environment has
+    none, and the a1111 and forge environments run them. The API suite needs only FastAPI, so it runs in the
+    current environment too (where the newest caption families work)."""
     import importlib.util
 
     if importlib.util.find_spec("gradio") is not None:
         return
     skip = pytest.mark.skip(reason="needs gradio: runs in the a1111 and forge environments (./test.sh a1111|forge)")
     for item in items:
-        if item.fspath.basename.startswith("test_a1111_"):
+        if item.fspath.basename.startswith("test_a1111_") and item.fspath.basename != "test_a1111_api.py":
             item.add_marker(skip)

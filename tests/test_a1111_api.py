@@ -417,3 +417,34 @@ def test_caption_style_and_instruction_reach_the_engine(client, images, monkeypa
         c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast", **body})
         assert seen and all((cfg.caption_style, cfg.caption_prompt) == (style, instruction) for cfg in seen), body
         seen.clear()
+
+
+# -- issue 12 end to end: each VLM family's tiny folder through the API (runs where transformers has it) --------
+from conftest import FAMILY_BUILDERS, family_model  # noqa: E402
+from interrogator_core.caption import FAMILIES  # noqa: E402
+
+FAMILY_CASES = [(f, s, "custom") for f in FAMILY_BUILDERS for s in FAMILIES[f].default_styles] + \
+    [(f, None, t) for f in FAMILY_BUILDERS for t in ("flux", "sd35")]
+
+
+@pytest.mark.parametrize("family,style,target", FAMILY_CASES)
+def test_prompt_with_each_caption_family_style_and_target(family, style, target, client, images, registry_clips,
+                                                          family_models):
+    from interrogator_core.caption import load_captioner
+    from interrogator_core.prompts import as_tags
+
+    folder = family_model(family_models, family)
+    c, _, _ = client
+    body = {"image": png_b64(images[0]), "mode": "fast", "caption_model_name": str(folder), "target": target}
+    if style:
+        body["caption_style"] = style
+    r = c.post("/interrogator/prompt", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    used = style or "detailed"
+    direct = load_captioner(str(folder)).generate(images[:1], 8, style=used)[0]  # the fixture's caption_max_length
+    assert out["caption"] == (as_tags(direct) if used == "tags" else direct), "the family's own caption, that style"
+    assert set(out["prompts"]) == {"custom": set(), "flux": {"clip_l", "t5"},
+                                   "sd35": {"clip_l", "clip_g", "t5"}}[target]
+    assert (out["negative_prompt"] == "") == (target == "flux")
+

@@ -46,7 +46,10 @@ def _make_webui(request, tiny_models, small_data_dir, tmp_path, forge: bool):
     from interrogator_hosts import a1111
 
     shared.models_path = str(tmp_path / "models")
-    a1111.register_settings()
+    import importlib.util
+
+    if importlib.util.find_spec("gradio") is not None:  # the settings page needs gradio; the values read the same
+        a1111.register_settings()
     for key, value in {"clip_model": str(tiny_models["clip"]), "caption_model": str(tiny_models["blip"]),
                        "min_flavors": 2, "max_flavors": 4, "negative_count": 3, "mode": "best"}.items():
         shared.opts.data[a1111.OPT_PREFIX + key] = value
