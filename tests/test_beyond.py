@@ -3,7 +3,6 @@ import pytest
 
 from interrogator_core import TARGETS, InterrogatorConfig, UnknownNameError, list_targets
 from interrogator_core import prompts
-from test_targets import registry_to_tiny, tiny_clip_l  # noqa: F401 - fixtures
 
 
 def test_targets_pick_the_clip_model():
