@@ -435,10 +435,10 @@ def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: S
             module = getattr(transformers, fam.model_class).from_pretrained(source, **kwargs)
         processor = transformers.AutoProcessor.from_pretrained(source, cache_dir=download_dir,
                                                                **({"trust_remote_code": True} if remote else {}))
-        if fam.decoder_only:
-            tokenizer = getattr(processor, "tokenizer", None)
-            if tokenizer is not None:
-                tokenizer.padding_side = "left"
+        tokenizer = getattr(processor, "tokenizer", None)
+        _check_tokenizer(tokenizer, source)
+        if fam.decoder_only and tokenizer is not None:
+            tokenizer.padding_side = "left"
     except (ModelLoadError, UnknownNameError):
         raise
     except Exception as e:
@@ -455,6 +455,22 @@ def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: S
     module.requires_grad_(False)
     log.info("loaded caption model %s (%s, %s%s)", name, family, dtype, ", remote code" if remote else "")
     return Captioner(name, module, processor, family, dtype, styles=_styles_for(name, source, family))
+
+
+def _check_tokenizer(tokenizer: Any, source: str) -> None:
+    """A tokenizer without a vocabulary (its files missing from a copied folder; transformers 5 then builds an
+    empty one) would turn every caption into "": a clear error instead."""
+    if tokenizer is None:
+        return
+    try:
+        words = len(tokenizer.get_vocab())
+    except Exception:  # noqa: BLE001 - a tokenizer that cannot list its vocabulary is left to generation
+        return
+    if words <= len(set(getattr(tokenizer, "all_special_tokens", []))):
+        raise ModelLoadError(
+            f"caption model {source} has no tokenizer vocabulary ({words} tokens): its tokenizer files "
+            "(tokenizer.json / tokenizer_config.json / vocab files) are missing. Copy the whole model folder "
+            "(config.json, weights, processor and tokenizer files).")
 
 
 def _remote_code_message(name: str, source: str) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import io
 import json
 import logging
 import os
@@ -21,13 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
 
-from PIL import Image, UnidentifiedImageError
+import numpy as np
+from PIL import Image
 
 from .cache import sanitize_model_name
 from .clip import resolve_clip
 from .errors import ImageError, InterrogatorError, UnknownNameError
 from .host import StandaloneHost
-from .images import open_image, to_rgb
+from .images import load_rgb
 from .interrogator import MODES, Interrogator, InterrogatorConfig
 from .targets import TARGETS
 
@@ -191,31 +191,9 @@ def decode_image(value: Any, source: str) -> Image.Image:
         value = value.get("bytes") or value.get("path")
     if value is None:
         raise ImageError(source, "has no image data (empty cell)")
-    if isinstance(value, (str, os.PathLike)):
-        return open_image(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        data = bytes(value)
-        if not data:
-            raise ImageError(source, "is empty (0 bytes)")
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-                return to_rgb(im, source)
-        except ImageError:
-            raise
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-            raise ImageError(source, f"is not a readable image ({e})") from e
-    try:
-        import numpy as np
-
-        arr = np.asarray(value)
-        if arr.dtype != np.uint8:
-            arr = (np.clip(arr, 0, 1) * 255).astype(np.uint8) if arr.dtype.kind == "f" else arr.astype(np.uint8)
-        return to_rgb(Image.fromarray(arr), source)
-    except ImageError:
-        raise
-    except (TypeError, ValueError) as e:
-        raise ImageError(source, f"is not an image ({type(value).__name__}: {e})") from e
+    if isinstance(value, (list, tuple)):  # an array cell read back as nested lists
+        value = np.asarray(value)
+    return load_rgb(value, source=source)
 
 
 class PromptStage:

@@ -17,7 +17,7 @@ import io
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Iterator, List, Set, Tuple, Union
+from typing import Any, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -182,20 +182,22 @@ def _is_array(image: Any) -> bool:
     return isinstance(image, np.ndarray) or (torch is not None and isinstance(image, torch.Tensor))
 
 
-def load_rgb(image: ImageInput, index: int = 0) -> Image.Image:
-    """One image of any accepted kind (see :data:`ACCEPTED`) as RGB, or :class:`ImageError` saying why not."""
+def load_rgb(image: ImageInput, index: int = 0, source: Optional[str] = None) -> Image.Image:
+    """One image of any accepted kind (see :data:`ACCEPTED`) as RGB, or :class:`ImageError` saying why not
+    (naming ``source``, default ``#index``)."""
+    name = source or f"#{index}"
     if isinstance(image, Image.Image):
-        return to_rgb(image, describe(image, index))
+        return to_rgb(image, source or describe(image, index))
     if isinstance(image, (str, os.PathLike)):
         return open_image(image)
     if isinstance(image, (bytes, bytearray, memoryview)):
         data = bytes(image)
         if not data:
-            raise ImageError(f"#{index}", "is empty (0 bytes)")
-        return _decode(io.BytesIO(data), f"#{index} (bytes)")
+            raise ImageError(name, "is empty (0 bytes)")
+        return _decode(io.BytesIO(data), source or f"#{index} (bytes)")
     if _is_array(image):
-        return from_array(image, f"#{index}")
-    raise ImageError(f"#{index}", f"is {'None' if image is None else type(image).__name__}; accepted: {ACCEPTED}")
+        return from_array(image, name)
+    raise ImageError(name, f"is {'None' if image is None else type(image).__name__}; accepted: {ACCEPTED}")
 
 
 def load_images(images: Any) -> List[Image.Image]:
