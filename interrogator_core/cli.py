@@ -13,7 +13,7 @@ from .cache import default_cache_dir
 from .caption import list_caption_styles
 from .errors import InterrogatorError
 from .fileio import RecordFile, writable_dir_problem
-from .host import OffloadPolicy, StandaloneHost
+from .host import OffloadPolicy, StandaloneHost, device_problem
 from .images import open_image
 from .interrogator import MODES, Interrogator, InterrogatorConfig
 from .targets import list_targets
@@ -195,36 +195,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
-def device_problem(value: str) -> Optional[str]:
-    """Why ``--device value`` cannot work on this machine, or None."""
-    import torch
-
-    if value == "auto":
-        return None
-    try:
-        dev = torch.device(value)
-    except (RuntimeError, ValueError):
-        return f"unknown --device {value!r}; use auto, cpu, cuda, cuda:N (N = GPU index) or mps"
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            why = "this torch is a CPU-only build" if torch.version.cuda is None else "no CUDA GPU or driver is found"
-            return f"--device {value}: {why} (torch {torch.__version__}); use --device cpu (or auto)"
-        count = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= count:
-            return f"--device {value}: there are only {count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})"
-    elif dev.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            return f"--device {value}: Apple MPS is not available on this machine; use --device cpu (or auto)"
-    elif dev.type != "cpu":
-        return f"unsupported --device {value!r}; use auto, cpu, cuda, cuda:N or mps"
-    return None
-
-
 def usage_problems(a: argparse.Namespace) -> List[str]:
     """What is wrong with the arguments, found before any model loads (each names the fix); [] when fine."""
     problems = []
-    bad_device = device_problem(a.device)
+    bad_device = device_problem(a.device, flag="--device")
     if bad_device:
         problems.append(bad_device)
     for flag, value in (("--batch-size", a.batch_size), ("--beam-width", a.beam_width)):

@@ -101,6 +101,32 @@ def auto_device() -> torch.device:
     return torch.device("cpu")
 
 
+def device_problem(value: Union[str, torch.device], flag: str = "device") -> Optional[str]:
+    """Why ``value`` cannot be used as a compute device on this machine (naming ``flag`` and the fix), or None.
+    The one check of a device name, for the CLI's usage errors and :class:`StandaloneHost`."""
+    value = str(value)
+    if value == "auto":
+        return None
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, ValueError):
+        return f"unknown {flag} {value!r}; use auto, cpu, cuda, cuda:N (N = GPU index) or mps"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is a CPU-only build" if torch.version.cuda is None else "no CUDA GPU or driver is found"
+            return f"{flag} {value}: {why} (torch {torch.__version__}); use {flag} cpu (or auto)"
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            return f"{flag} {value}: there are only {count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})"
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            return f"{flag} {value}: Apple MPS is not available on this machine; use {flag} cpu (or auto)"
+    elif dev.type != "cpu":
+        return f"unsupported {flag} {value!r}; use auto, cpu, cuda, cuda:N or mps"
+    return None
+
+
 _DTYPES = {"fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
            "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
            "fp32": torch.float32, "float32": torch.float32, "float": torch.float32}
@@ -149,6 +175,9 @@ class StandaloneHost:
         progress: Optional[Callable[[int, int, str], None]] = None,
         interrupt: Optional[Callable[[], bool]] = None,
     ) -> None:
+        problem = device_problem(device)
+        if problem:
+            raise ValueError(problem)
         self._device = auto_device() if str(device) == "auto" else torch.device(device)
         self._dtype = parse_dtype(dtype)
         self._progress = progress

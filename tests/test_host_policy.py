@@ -114,3 +114,14 @@ def test_adopt_models_takes_only_what_would_load_identically(make_interrogator, 
     assert other.analyze(images[:1], top_n=50, tables=["flavors"])[0].tables["flavors"]
     fp16 = make_interrogator(host=StandaloneHost(device="cpu", dtype="fp16"))
     assert fp16.adopt_models_from(old) == []  # another dtype: nothing fits
+
+
+def test_standalone_host_refuses_a_device_this_machine_lacks(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="device cuda.*use device cpu"):
+        StandaloneHost(device="cuda")
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        StandaloneHost(device="gpu0")
+    assert StandaloneHost(device="cpu").load_device().type == "cpu"
