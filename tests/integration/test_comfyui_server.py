@@ -18,6 +18,14 @@ for what this machine cannot have: registry model names are mapped to the tiny l
 the test images (a preset target, which names a registry CLIP model, becomes custom), and nodes that need a
 Stable Diffusion checkpoint are left out (an IMAGE they would feed in
 comes from the loaded image instead).
+
+The issue-12 test builds a tiny folder of each VLM caption family (``tiny-<family>``) in the models folder and
+runs each through the loader with every style it can do and the targets flux and sd35. Those targets name the
+registry CLIP models ViT-L-14/openai and ViT-bigG-14/laion2b_s39b_b160k, which cannot be downloaded here and
+whose documented local copy (``ARCH_TAG.safetensors`` or an ``ARCH_TAG/`` snapshot) is loaded with the real
+architecture: tiny open_clip snapshot folders at ``<models>/ViT-L-14/openai/`` and
+``<models>/ViT-bigG-14/laion2b_s39b_b160k/`` stand in for them instead, found by the engine's lookup of a folder
+path relative to a models folder (``interrogator_core.clip.resolve_clip``), which comes before any download.
 """
 from __future__ import annotations
 
@@ -447,3 +455,109 @@ def test_interrupt_stops_label_encoding_as_an_interruption(server: Server) -> No
     events = [m[0] for m in entry["status"]["messages"]]
     assert "execution_interrupted" in events and "execution_error" not in events, events
     assert "labels of table 'negative' for tiny-clip-b" not in server.log()  # it never got that far
+
+
+# -- issue 12 end to end: each VLM family's tiny folder through the loader, each style, targets flux and sd35 --
+#: family → the builder in interrogator_core.testing; its folder in models/clip_interrogator/ is tiny-<family>
+FAMILY_BUILDERS = {"florence2": "make_tiny_florence2", "qwen2_5_vl": "make_tiny_qwen2_5_vl",
+                   "qwen3_vl": "make_tiny_qwen3_vl", "llava": "make_tiny_llava"}
+BUILD_FAMILIES = '''
+import json, sys
+from pathlib import Path
+from interrogator_core import testing
+from interrogator_core.caption import check_family_supported, transformers_version
+from interrogator_core.errors import ModelLoadError
+from interrogator_core.targets import CLIP_G, CLIP_L
+d, builders = Path(sys.argv[1]), json.loads(sys.argv[2])
+# stand-ins for the registry CLIP models flux and sd35 name: a snapshot folder at <models>/ARCH/TAG, which the
+# engine's folder lookup (a folder path relative to a models folder) finds before any download
+testing.make_tiny_clip(d / CLIP_L, seed=2)
+testing.make_tiny_clip(d / CLIP_G, seed=3)
+out = {"transformers": transformers_version(), "built": {}, "too_old": {}}
+for family, builder in builders.items():
+    try:
+        check_family_supported(family)
+    except ModelLoadError as e:
+        out["too_old"][family] = str(e)
+        continue
+    out["built"][family] = str(getattr(testing, builder)(d / ("tiny-" + family)))
+print(json.dumps(out))
+'''
+
+
+@pytest.fixture(scope="module")
+def family_folders(server: Server) -> Dict[str, Any]:
+    """Built by the server's Python into its models folder (after start-up: the loader's menus are read per
+    request): tiny-<family> for every family its transformers can load, and tiny CLIP snapshot folders under
+    the registry names of ViT-L-14/openai and ViT-bigG-14/laion2b_s39b_b160k."""
+    python = os.environ.get("COMFYUI_PYTHON") or sys.executable
+    built = subprocess.run([python, "-c", BUILD_FAMILIES, str(server.models), json.dumps(FAMILY_BUILDERS)],
+                           capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert built.returncode == 0, f"building tiny caption families failed:\n{built.stderr[-3000:]}"
+    return json.loads(built.stdout.strip().splitlines()[-1])
+
+
+def family_cases(family: str) -> List[tuple]:
+    """(style, target) for one loader each: every style the family can do, targets alternating flux / sd35, so
+    each family runs every style and both targets."""
+    from interrogator_core.caption import FAMILIES
+
+    return [(style, ("flux", "sd35")[i % 2]) for i, style in enumerate(FAMILIES[family].default_styles)]
+
+
+@pytest.mark.parametrize("family", list(FAMILY_BUILDERS))
+def test_each_caption_family_style_and_flux_sd35_target_through_the_nodes(server: Server, family_folders,
+                                                                          family: str) -> None:
+    """One workflow per family: a loader per style (target flux or sd35, whose registry CLIP models resolve to
+    the tiny stand-ins), Interrogate on a.png; /history holds the family's own caption for that style and the
+    encoder prompts exactly for the target (flux: clip_l + t5xxl, no negative; sd35: clip_l, clip_g, t5xxl and
+    a negative; t5xxl is the whole caption)."""
+    from interrogator_core.caption import load_captioner
+    from interrogator_core.interrogator import CAPTION_TOKENS
+    from interrogator_core.prompts import as_tags
+
+    if family not in family_folders["built"]:
+        pytest.skip(f"transformers {family_folders['transformers']} in the server's environment is too old for "
+                    f"{family}: {family_folders['too_old'].get(family)}")
+    name = f"tiny-{family}"
+    loader_info = server.request("/object_info/PromptInterrogator.Loader")["PromptInterrogator.Loader"]["input"]
+    assert name in options(loader_info["required"]["caption_model"])
+    assert not {"ViT-L-14", "ViT-bigG-14"} & set(options(loader_info["required"]["clip_model"]))
+
+    cases = family_cases(family)
+    assert {t for _, t in cases} == {"flux", "sd35"}
+    wf: Dict[str, Any] = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}}}
+    outs = ("positive", "negative", "caption", None, None, "clip_l", "clip_g", "t5xxl")
+    previews: Dict[tuple, Dict[str, str]] = {}
+    for k, (style, target) in enumerate(cases):
+        loader, node = str(100 + 20 * k), str(101 + 20 * k)
+        wf[loader] = {"class_type": "PromptInterrogator.Loader",
+                      "inputs": {"clip_model": "tiny-clip", "caption_model": name, "precision": "auto",
+                                 "memory": "host managed", "target": target, "sdxl_dual": False,
+                                 "caption_style": style, "caption_prompt": "", "trust_remote_code": False}}
+        wf[node] = {"class_type": "PromptInterrogator.Interrogate",
+                    "inputs": {"image": ["1", 0], "interrogator": [loader, 0], "mode": "fast", "min_flavors": 2,
+                               "max_flavors": 4, "negative_count": 4}}
+        previews[(style, target)] = {}
+        for index, out in enumerate(outs):
+            if out:
+                preview = str(102 + 20 * k + index)
+                wf[preview] = {"class_type": "PreviewAny", "inputs": {"source": [node, index]}}
+                previews[(style, target)][out] = preview
+    entry = server.run(wf)
+
+    image = Image.open(server.models.parent.parent / "input" / "a.png").convert("RGB")
+    captioner = load_captioner(family_folders["built"][family])
+    for (style, target), ids in previews.items():
+        got = {out: texts(entry, preview) for out, preview in ids.items()}
+        assert all(len(v) == 1 and isinstance(v[0], str) for v in got.values()), (style, target, got)
+        got = {out: v[0] for out, v in got.items()}
+        direct = captioner.generate([image], CAPTION_TOKENS[style], style=style)[0]
+        assert got["caption"] == (as_tags(direct) if style == "tags" else direct), \
+            (style, target, "not the family's own caption for that style")
+        assert got["positive"].strip() and got["clip_l"].strip(), (style, target, got)
+        assert got["t5xxl"] == got["caption"], (style, target, "t5xxl is the whole caption")
+        if target == "flux":
+            assert got["clip_g"] == "" and got["negative"] == "", (style, target, got)
+        else:
+            assert got["clip_g"].strip() and got["negative"].strip(), (style, target, got)
