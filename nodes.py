@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 from comfy_api.latest import ComfyExtension, io
 
-from interrogator_core import (MAX_BEAM_WIDTH, TARGETS, Interrogator, InterrogatorConfig, UnknownNameError,
+from interrogator_core import (AUTO_STYLE, MAX_BEAM_WIDTH, TARGETS, Interrogator, InterrogatorConfig, UnknownNameError,
                                list_caption_models, list_caption_styles, list_clip_models, list_modes,
                                list_targets)
 from interrogator_core.targets import CUSTOM
@@ -44,8 +44,6 @@ NO_CAPTION = "none"
 #: Shown first in the CLIP list: the text encoders of SD 1.x, SD 2.x and SDXL.
 PREFERRED_CLIP = ("ViT-L-14/openai", "ViT-H-14/laion2b_s32b_b79k", "ViT-bigG-14/laion2b_s39b_b160k")
 DEFAULT_CAPTION = "blip-large"
-#: caption_style widget value for "the target's default style".
-AUTO_STYLE = "auto"
 
 #: The socket type that carries a loaded interrogator from the loader to the other nodes.
 InterrogatorType = io.Custom("INTERROGATOR")
@@ -241,7 +239,7 @@ class InterrogatorLoader(io.ComfyNode):
         node_id = str(cls.hidden.unique_id or "default") if cls.hidden is not None else "default"
         return io.NodeOutput(get_interrogator(
             node_id, clip_model, None if caption_model == NO_CAPTION else caption_model, precision, memory, target,
-            sdxl_dual, None if caption_style == AUTO_STYLE else caption_style, caption_prompt, trust_remote_code))
+            sdxl_dual, caption_style, caption_prompt, trust_remote_code))
 
 
 class Interrogate(io.ComfyNode):

@@ -9,7 +9,7 @@ Hosts (ComfyUI, A1111/Forge, the CLI) pass a :class:`HostAdapter`; everything el
 Importing this package is cheap: models load on first use.
 """
 from .cache import LabelCache, cache_file_name, default_cache_dir, label_hash
-from .caption import CAPTION_MODELS, CAPTION_STYLES, list_caption_models, list_caption_styles
+from .caption import AUTO_STYLE, CAPTION_MODELS, CAPTION_STYLES, list_caption_models, list_caption_styles
 from .clip import list_clip_models
 from .errors import (DeviceOutOfMemoryError, ImageError, InterrogatorError, Interrupted, ModelLoadError,
                      ModelNotFoundError, UnknownNameError)
@@ -23,7 +23,7 @@ from .textenc import MAX_BEAM_WIDTH
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnalyzeResult", "CAPTION_MODELS", "CAPTION_STYLES", "DeviceOutOfMemoryError", "HostAdapter", "ImageError",
+    "AUTO_STYLE", "AnalyzeResult", "CAPTION_MODELS", "CAPTION_STYLES", "DeviceOutOfMemoryError", "HostAdapter", "ImageError",
     "InterrogationResult", "Interrogator", "InterrogatorConfig", "InterrogatorError", "Interrupted",
     "LabelCache", "MODES", "ModelHandle", "ModelLoadError", "ModelNotFoundError", "OffloadPolicy",
     "StandaloneHost", "TABLE_NAMES", "UnknownNameError", "cache_file_name", "default_cache_dir", "label_hash",

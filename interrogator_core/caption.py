@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 #: Caption styles (``list_caption_styles()``): one sentence, a paragraph, comma-separated tags.
 CAPTION_STYLES: Tuple[str, ...] = ("short", "detailed", "tags")
+#: The caption style setting that means "the target's default" (``InterrogatorConfig.caption_style=None``);
+#: hosts show it first in their style menus.
+AUTO_STYLE = "auto"
 
 #: How to turn remote code on, for error messages (the engine setting, the CLI flag, the host option).
 REMOTE_CODE_HINT = ("turn on trust_remote_code (InterrogatorConfig(trust_remote_code=True), the CLI's "

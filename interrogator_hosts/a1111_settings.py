@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, List, Optional
 
-from interrogator_core import (MAX_BEAM_WIDTH, TARGETS, list_caption_models, list_caption_styles, list_modes,
-                               list_targets)
+from interrogator_core import (AUTO_STYLE, MAX_BEAM_WIDTH, TARGETS, list_caption_models, list_caption_styles,
+                               list_modes, list_targets)
 from interrogator_core.targets import CUSTOM
 
 log = logging.getLogger(__name__)
@@ -15,8 +15,6 @@ log = logging.getLogger(__name__)
 OPT_PREFIX = "prompt_interrogator_"
 SETTINGS_SECTION = ("prompt_interrogator", "Prompt Interrogator")
 NO_CAPTION = "none"
-#: caption style choice meaning "the target's default" (None in the engine's config)
-AUTO_STYLE = "auto"
 
 
 def _models_path() -> str:

@@ -290,3 +290,10 @@ def test_cli_target_flags_print_and_write_every_prompt(tiny_models, small_data_d
     assert _config(build_parser().parse_args(["x.png"])).trust_remote_code is False
     with pytest.raises(SystemExit):
         build_parser().parse_args(["x.png", "--caption-style", "poem"])
+
+
+def test_auto_caption_style_means_the_targets_default():
+    from interrogator_core import AUTO_STYLE
+
+    assert InterrogatorConfig(caption_style=AUTO_STYLE).caption_style is None
+    assert InterrogatorConfig(caption_style=" Auto ", target="flux").effective_caption_style == "detailed"
