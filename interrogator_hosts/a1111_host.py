@@ -143,11 +143,6 @@ class ForgeHost(ManagedHost, A1111Host):
         _forge_mm()  # fails here, not at first use, outside Forge
         super().__init__(FORGE_MEMORY)
 
-    def load(self, models: Sequence[ModelHandle]) -> None:
-        for m in models:
-            plain_activations(m.module)  # a webui GELU patch must not reach our models here either
-        super().load(models)
-
 
 def is_forge() -> bool:
     """True inside Forge (its ``backend.memory_management`` imports and has the manager's entry points)."""
