@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create or update a virtual environment for this repo: torch from the machine's local wheels, then the
 # runtime requirements (+ an environment's pins), + test tools with --test.
-# Usage: tools/setup_env.sh VENV_DIR [ENV_NAME] [--test]      ENV_NAME: current (default) or a1111
+# Usage: tools/setup_env.sh VENV_DIR [ENV_NAME] [--test]      ENV_NAME: current (default), a1111 or forge (.ci/envs/)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$1"; ENV_NAME="${2:-current}"; TEST="${3:-}"
