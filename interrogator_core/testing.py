@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
@@ -181,13 +181,8 @@ def _tiny_qwen_tokenizer():
     return _tiny_fast_tokenizer(_QWEN_SPECIALS, eos_token="<|im_end|>", pad_token="<|endoftext|>")
 
 
-def make_tiny_qwen2_5_vl(folder: PathLike, seed: int = 0) -> Path:
-    """A random tiny Qwen2.5-VL (vision 2 blocks width 32, text 2 layers width 32) with the Qwen chat template."""
-    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
-                              Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+def _tiny_qwen_text(**extra: Any) -> Tuple[Any, Dict[str, int], Dict[str, Any]]:
+    """(tokenizer, vision token ids, text config) shared by the tiny Qwen2.5-VL and Qwen3-VL."""
     tok, vocab = _tiny_qwen_tokenizer()
     ids = {k: vocab[v] for k, v in (("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
                                     ("vision_start_token_id", "<|vision_start|>"),
@@ -196,7 +191,18 @@ def make_tiny_qwen2_5_vl(folder: PathLike, seed: int = 0) -> Path:
             "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512,
             "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1]},
             "bos_token_id": vocab["<|endoftext|>"], "eos_token_id": vocab["<|im_end|>"],
-            "pad_token_id": vocab["<|endoftext|>"]}
+            "pad_token_id": vocab["<|endoftext|>"], **extra}
+    return tok, ids, text
+
+
+def make_tiny_qwen2_5_vl(folder: PathLike, seed: int = 0) -> Path:
+    """A random tiny Qwen2.5-VL (vision 2 blocks width 32, text 2 layers width 32) with the Qwen chat template."""
+    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
+                              Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tok, ids, text = _tiny_qwen_text()
     vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 32, "out_hidden_size": 32, "num_heads": 4,
               "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 56,
               "fullatt_block_indexes": [1]}
@@ -218,16 +224,8 @@ def make_tiny_qwen3_vl(folder: PathLike, seed: int = 0) -> Path:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tok, vocab = _tiny_qwen_tokenizer()
-    ids = {k: vocab[v] for k, v in (("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
-                                    ("vision_start_token_id", "<|vision_start|>"),
-                                    ("vision_end_token_id", "<|vision_end|>"))}
-    text = {"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "max_position_embeddings": 512,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 1, 1],
-                                "mrope_interleaved": True},
-            "bos_token_id": vocab["<|endoftext|>"], "eos_token_id": vocab["<|im_end|>"],
-            "pad_token_id": vocab["<|endoftext|>"]}
+    tok, ids, text = _tiny_qwen_text(head_dim=8)
+    text["rope_parameters"]["mrope_interleaved"] = True
     vision = {"depth": 2, "hidden_size": 32, "intermediate_size": 32, "out_hidden_size": 32, "num_heads": 4,
               "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 16,
               "deepstack_visual_indexes": [1]}
