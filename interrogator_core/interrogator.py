@@ -90,19 +90,19 @@ DEFAULT_MIN_FLAVORS = 8
 
 
 def check_request(mode: Any, min_flavors: Any, max_flavors: Any, negative_count: Any,
-                  beam_width: Any) -> Tuple[str, int, int, int, int]:
+                  beam_width: Any, min_default: Any = DEFAULT_MIN_FLAVORS) -> Tuple[str, int, int, int, int]:
     """The validated arguments of :meth:`Interrogator.interrogate` (the one place they are checked).
 
     ``mode`` must be in ``list_modes()`` (else UnknownNameError); the counts are whole numbers >= 0 (see
-    :func:`whole_number`), ``min_flavors`` at most ``max_flavors`` (None: :data:`DEFAULT_MIN_FLAVORS` capped at
-    ``max_flavors``), ``beam_width`` from 1 to
+    :func:`whole_number`), ``min_flavors`` at most ``max_flavors`` (None: ``min_default`` — a host's setting,
+    else :data:`DEFAULT_MIN_FLAVORS` — capped at ``max_flavors``: a default never contradicts an explicit max), ``beam_width`` from 1 to
     :data:`MAX_BEAM_WIDTH`.
     """
     if not isinstance(mode, str) or mode not in MODES:
         raise UnknownNameError("mode", mode, MODES)
     max_flavors = whole_number("max_flavors", max_flavors, 0)
     if min_flavors is None:  # not set: the default, capped at max_flavors
-        min_flavors = min(DEFAULT_MIN_FLAVORS, max_flavors)
+        min_flavors = min(whole_number("min_flavors", min_default, 0), max_flavors)
     min_flavors = whole_number("min_flavors", min_flavors, 0)
     negative_count = whole_number("negative_count", negative_count, 0)
     beam_width = whole_number("beam_width", beam_width, 1, MAX_BEAM_WIDTH)

@@ -183,10 +183,9 @@ class InterrogatorService:
         caption; None arguments take the settings' values (see :meth:`config_for`)."""
         s = self.settings()
         mode, min_flavors, max_flavors, negative_count, beam_width = check_request(  # before any model loads
-            mode or s.mode, s.min_flavors if min_flavors is None else min_flavors,
-            s.max_flavors if max_flavors is None else max_flavors,
+            mode or s.mode, min_flavors, s.max_flavors if max_flavors is None else max_flavors,
             s.negative_count if negative_count is None else negative_count,
-            s.beam_width if beam_width is None else beam_width)
+            s.beam_width if beam_width is None else beam_width, min_default=s.min_flavors)
         with self.job("interrogate", lock=lock, own_state=own_state):
             ci = self.interrogator(clip_model, caption_model, target, sdxl_dual, caption_style, caption_prompt)
             return ci.interrogate([image], mode=mode, min_flavors=min_flavors, max_flavors=max_flavors,
@@ -223,9 +222,8 @@ class InterrogatorService:
 
         s = self.settings()
         mode, min_flavors, max_flavors, negative_count, _ = check_request(
-            mode or s.mode, s.min_flavors if min_flavors is None else min_flavors,
-            s.max_flavors if max_flavors is None else max_flavors,
-            s.negative_count if negative_count is None else negative_count, 1)
+            mode or s.mode, min_flavors, s.max_flavors if max_flavors is None else max_flavors,
+            s.negative_count if negative_count is None else negative_count, 1, min_default=s.min_flavors)
         root = Path(folder.strip().strip('"')).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"{root} is not a folder")

@@ -448,3 +448,13 @@ def test_prompt_with_each_caption_family_style_and_target(family, style, target,
                                    "sd35": {"clip_l", "clip_g", "t5"}}[target]
     assert (out["negative_prompt"] == "") == (target == "flux")
 
+
+
+def test_settings_min_flavors_never_contradicts_a_requested_max(client, images):
+    c, shared, _ = client
+    shared.opts.data["prompt_interrogator_min_flavors"] = 8
+    r = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast", "max_flavors": 2})
+    assert r.status_code == 200, r.text
+    bad = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast", "max_flavors": 2,
+                                               "min_flavors": 3})
+    assert bad.status_code == 400 and "min_flavors" in bad.text

@@ -235,6 +235,15 @@ def test_interrogate_validates_its_arguments(make_interrogator, images):
     assert ci._clip is None and ci._captioner is None, "bad arguments fail before any model loads"
 
 
+def test_an_unset_min_flavors_is_its_default_capped_at_max():
+    assert check_request("best", None, 4, 0, 1)[1] == 4  # 8 by default, but never above max_flavors
+    assert check_request("best", None, 32, 0, 1)[1] == 8
+    assert check_request("best", None, 3, 0, 1, min_default=2)[1] == 2  # a host's setting as the default
+    assert check_request("best", None, 3, 0, 1, min_default="12")[1] == 3
+    with pytest.raises(ValueError, match="larger than max_flavors"):
+        check_request("best", 5, 3, 0, 1, min_default=2)  # an explicit min is checked, not capped
+
+
 def test_whole_numbers_from_widgets_are_converted():
     assert check_request("best", "2", 4.0, " 3 ", MAX_BEAM_WIDTH) == ("best", 2, 4, 3, MAX_BEAM_WIDTH)
     cfg = InterrogatorConfig(caption_batch_size="4", image_batch_size=2.0, sdxl_dual="false", target="sdxl",
