@@ -95,8 +95,8 @@ def check_request(mode: Any, min_flavors: Any, max_flavors: Any, negative_count:
 
     ``mode`` must be in ``list_modes()`` (else UnknownNameError); the counts are whole numbers >= 0 (see
     :func:`whole_number`), ``min_flavors`` at most ``max_flavors`` (None: ``min_default`` — a host's setting,
-    else :data:`DEFAULT_MIN_FLAVORS` — capped at ``max_flavors``: a default never contradicts an explicit max), ``beam_width`` from 1 to
-    :data:`MAX_BEAM_WIDTH`.
+    else :data:`DEFAULT_MIN_FLAVORS` — capped at ``max_flavors``: a default never contradicts an explicit max),
+    ``beam_width`` from 1 to :data:`MAX_BEAM_WIDTH`.
     """
     if not isinstance(mode, str) or mode not in MODES:
         raise UnknownNameError("mode", mode, MODES)
@@ -242,8 +242,7 @@ class Interrogator:
             images: PIL images or paths (one, or a list).
             mode: best, classic, fast, negative or caption (see ``list_modes()``).
             min_flavors / max_flavors: bounds of the positive chain (best; min must not exceed max; min None:
-                8, or max_flavors when that is lower), number of
-                flavors (fast/classic).
+                8, or max_flavors when that is lower), number of flavors (fast/classic).
             negative_count: most terms in the negative prompt (0: no negative prompt); negative mode uses
                 ``max_flavors`` instead, as clip-interrogator does. Targets without a negative prompt (flux)
                 build none.
@@ -568,6 +567,16 @@ class Interrogator:
             cap = self._get_captioner()
             self._use(cap.handle)
             style = self.config.effective_caption_style
+            if self.config.caption_style is None and style not in cap.styles:
+                # the target's preferred style, not the user's: fall back to short and say so (a style the user
+                # set is refused by the caption model with the list of what it can write)
+                note = (f"the caption model {self.config.caption_model} cannot write {style} captions, which "
+                        f"target {self.config.target} prefers: used a short caption (pick a caption model that "
+                        f"can, or set caption_style)")
+                log.warning("%s", note)
+                if notes is not None:
+                    notes.append(note)
+                style = "short"
 
             def run(bs: int) -> None:
                 for start in range(0, len(todo), bs):
@@ -579,19 +588,7 @@ class Interrogator:
                         out[i] = text
                     self.host.progress(min(start + bs, len(todo)), len(todo), "captions")
 
-            try:
-                retry_smaller_on_oom(run, self.config.caption_batch_size, "captioning")
-            except UnknownNameError:
-                if self.config.caption_style is not None or style == "short":
-                    raise  # the user asked for this style: say what the model can do
-                note = (f"the caption model {self.config.caption_model} cannot write {style} captions, which "
-                        f"target {self.config.target} prefers: used a short caption (pick a caption model that "
-                        f"can, or set caption_style)")
-                log.warning("%s", note)
-                if notes is not None:
-                    notes.append(note)
-                style = "short"
-                retry_smaller_on_oom(run, self.config.caption_batch_size, "captioning")
+            retry_smaller_on_oom(run, self.config.caption_batch_size, "captioning")
         return out
 
     def _image_features(self, batch: List[Image.Image]) -> torch.Tensor:
