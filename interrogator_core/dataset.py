@@ -15,7 +15,6 @@ import glob
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
@@ -26,9 +25,11 @@ from PIL import Image
 from .cache import sanitize_model_name
 from .clip import resolve_clip
 from .errors import ImageError, InterrogatorError, UnknownNameError
+from .fileio import atomic_write
 from .host import StandaloneHost
 from .images import load_rgb
 from .interrogator import MODES, Interrogator, InterrogatorConfig
+from .result import prompt_text
 from .targets import TARGETS
 
 log = logging.getLogger(__name__)
@@ -160,14 +161,7 @@ def install_label_files(cache_dir: Union[str, os.PathLike], files: Mapping[str, 
         target = folder / name
         if target.is_file() and target.stat().st_size == len(data):
             continue
-        fd, tmp = tempfile.mkstemp(prefix=name + ".", suffix=".tmp", dir=str(folder))
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(target, data)
         written += 1
     return written
 
@@ -298,10 +292,8 @@ def sidecar_path(output: Union[str, os.PathLike], row_id: str) -> Path:
 
 
 def sidecar_text(row: Mapping[str, Any], mode: str) -> str:
-    """A sidecar's text: the negative prompt in negative mode, else the positive prompt (or the caption)."""
-    if mode == "negative":
-        return row["negative"] or ""
-    return row["positive"] or row["caption"] or ""
+    """A sidecar's text: :func:`~interrogator_core.result.prompt_text` of the row."""
+    return prompt_text(mode, row["positive"] or "", row["negative"] or "", row["caption"] or "")
 
 
 def write_sidecars(rows: Mapping[str, List[Any]], output: Union[str, os.PathLike], mode: str) -> None:
@@ -311,14 +303,7 @@ def write_sidecars(rows: Mapping[str, List[Any]], output: Union[str, os.PathLike
             continue
         target = sidecar_path(output, row_id)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=str(target.parent))
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(sidecar_text({k: v[i] for k, v in rows.items()}, mode) + "\n")
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(target, sidecar_text({k: v[i] for k, v in rows.items()}, mode) + "\n")
 
 
 def existing_ids(output: Union[str, os.PathLike], fmt: str, candidates: Optional[Iterable[str]] = None) -> Set[str]:

@@ -5,6 +5,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 
+def prompt_text(mode: str, positive: str, negative: str, caption: str) -> str:
+    """The one prompt string of a result (text box, sidecar): the negative prompt in negative mode, else the
+    positive prompt (the caption when there is none)."""
+    return negative if mode == "negative" else positive or caption
+
+
 @dataclass
 class InterrogationResult:
     """One image's prompts.
@@ -46,9 +52,7 @@ class InterrogationResult:
     def prompt(self) -> str:
         """The one prompt string of this result for a text box or sidecar: the negative prompt in negative
         mode, else the positive prompt (the caption when there is none)."""
-        if self.mode == "negative":
-            return self.negative
-        return self.positive or self.caption
+        return prompt_text(self.mode, self.positive, self.negative, self.caption)
 
     def to_dict(self) -> dict:
         return asdict(self)

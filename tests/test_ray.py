@@ -227,3 +227,18 @@ def test_parquet_and_webdataset_sources(local_ray, config, tmp_path):
         assert len(rows) == 3
         for rid, row in rows.items():
             _same(row, expected[key(rid)])
+
+
+def test_sidecars_are_written_per_row_and_error_rows_are_skipped(tmp_path):
+    from interrogator_core.dataset import sidecar_path, write_sidecars
+
+    rows = {"id": ["a.png", "sub/b.png", "bad.png"], "positive": ["pos a", "", None],
+            "negative": ["neg a", "neg b", None], "caption": ["cap a", "cap b", None],
+            "error": [None, None, "bad.png is not a readable image"]}
+    write_sidecars(rows, tmp_path, "best")
+    assert sidecar_path(tmp_path, "a.png").read_text(encoding="utf-8") == "pos a\n"
+    assert sidecar_path(tmp_path, "sub/b.png").read_text(encoding="utf-8") == "cap b\n"  # no positive: caption
+    assert not sidecar_path(tmp_path, "bad.png").exists()
+    write_sidecars(rows, tmp_path, "negative")
+    assert sidecar_path(tmp_path, "a.png").read_text(encoding="utf-8") == "neg a\n"
+    assert not list(tmp_path.rglob("*.tmp"))
