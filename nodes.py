@@ -26,9 +26,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 from comfy_api.latest import ComfyExtension, io
 
-from interrogator_core import (AUTO_STYLE, MAX_BEAM_WIDTH, TARGETS, Interrogator, InterrogatorConfig, UnknownNameError,
-                               list_caption_models, list_caption_styles, list_clip_models, list_modes,
-                               list_targets)
+from interrogator_core import (AUTO_STYLE, MAX_BEAM_WIDTH, NO_CAPTION, TARGETS, Interrogator, InterrogatorConfig,
+                               UnknownNameError, list_caption_models, list_caption_styles, list_clip_models,
+                               list_modes, list_targets)
 from interrogator_core.targets import CUSTOM
 from interrogator_hosts.comfyui import (MEMORY_POLICIES, PRECISIONS, ComfyHost, folder_paths_register,
                                         tensor_to_pil)
@@ -40,7 +40,6 @@ MODEL_FOLDER = "clip_interrogator"
 #: Sub-folder of a model folder whose label lists (artists.txt, flavors.txt, mediums.txt, movements.txt,
 #: negative.txt) replace the bundled ones.
 LABELS_FOLDER = "labels"
-NO_CAPTION = "none"
 #: Shown first in the CLIP list: the text encoders of SD 1.x, SD 2.x and SDXL.
 PREFERRED_CLIP = ("ViT-L-14/openai", "ViT-H-14/laion2b_s32b_b79k", "ViT-bigG-14/laion2b_s39b_b160k")
 DEFAULT_CAPTION = "blip-large"
@@ -238,7 +237,7 @@ class InterrogatorLoader(io.ComfyNode):
                 trust_remote_code: bool = False) -> io.NodeOutput:
         node_id = str(cls.hidden.unique_id or "default") if cls.hidden is not None else "default"
         return io.NodeOutput(get_interrogator(
-            node_id, clip_model, None if caption_model == NO_CAPTION else caption_model, precision, memory, target,
+            node_id, clip_model, caption_model, precision, memory, target,
             sdxl_dual, caption_style, caption_prompt, trust_remote_code))
 
 

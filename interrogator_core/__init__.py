@@ -9,7 +9,7 @@ Hosts (ComfyUI, A1111/Forge, the CLI) pass a :class:`HostAdapter`; everything el
 Importing this package is cheap: models load on first use.
 """
 from .cache import LabelCache, cache_file_name, default_cache_dir, label_hash
-from .caption import AUTO_STYLE, CAPTION_MODELS, CAPTION_STYLES, list_caption_models, list_caption_styles
+from .caption import AUTO_STYLE, CAPTION_MODELS, NO_CAPTION, CAPTION_STYLES, list_caption_models, list_caption_styles
 from .clip import list_clip_models
 from .errors import (DeviceOutOfMemoryError, ImageError, InterrogatorError, Interrupted, ModelLoadError,
                      ModelNotFoundError, UnknownNameError)
@@ -28,5 +28,5 @@ __all__ = [
     "LabelCache", "MODES", "ModelHandle", "ModelLoadError", "ModelNotFoundError", "OffloadPolicy",
     "StandaloneHost", "TABLE_NAMES", "UnknownNameError", "cache_file_name", "default_cache_dir", "label_hash",
     "list_caption_models", "list_caption_styles", "list_clip_models", "list_modes", "RoundTripScore", "TARGETS",
-    "TargetPreset", "list_targets", "get_target", "MAX_BEAM_WIDTH",
+    "TargetPreset", "list_targets", "get_target", "MAX_BEAM_WIDTH", "NO_CAPTION",
 ]

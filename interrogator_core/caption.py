@@ -30,6 +30,8 @@ CAPTION_STYLES: Tuple[str, ...] = ("short", "detailed", "tags")
 #: The caption style setting that means "the target's default" (``InterrogatorConfig.caption_style=None``);
 #: hosts show it first in their style menus.
 AUTO_STYLE = "auto"
+#: The caption model setting that means "no caption model" (``InterrogatorConfig.caption_model=None``).
+NO_CAPTION = "none"
 
 #: How to turn remote code on, for error messages (the engine setting, the CLI flag, the host option).
 REMOTE_CODE_HINT = ("turn on trust_remote_code (InterrogatorConfig(trust_remote_code=True), the CLI's "

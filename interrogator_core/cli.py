@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(a: argparse.Namespace) -> InterrogatorConfig:
-    caption = None if str(a.caption_model).lower() in ("none", "") else a.caption_model
+    caption = a.caption_model  # "none": no caption model (InterrogatorConfig)
     return InterrogatorConfig(
         clip_model=a.clip_model, target=a.target, sdxl_dual=a.sdxl_dual, caption_model=caption,
         caption_style=a.caption_style, caption_prompt=a.caption_prompt, trust_remote_code=a.trust_remote_code,

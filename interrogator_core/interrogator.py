@@ -14,7 +14,7 @@ from PIL import Image
 
 from . import prompts
 from .cache import LabelCache, default_cache_dir
-from .caption import AUTO_STYLE, Captioner, caption_dtype, list_caption_styles, load_captioner
+from .caption import AUTO_STYLE, NO_CAPTION, Captioner, caption_dtype, list_caption_styles, load_captioner
 from .clip import ClipModel, load_clip
 from .errors import InterrogatorError, UnknownNameError
 from .host import HostAdapter, ModelHandle, OffloadPolicy, StandaloneHost, empty_device_cache, retry_smaller_on_oom
@@ -175,6 +175,10 @@ class InterrogatorConfig:
         if self.sdxl_dual and not preset.extras_need_dual:
             raise ValueError(f"sdxl_dual needs target='sdxl' (target is {self.target!r}); "
                              "turn sdxl_dual off or pick target sdxl")
+        if isinstance(self.caption_model, str):
+            self.caption_model = self.caption_model.strip()
+            if self.caption_model.lower() in ("", NO_CAPTION):
+                self.caption_model = None  # no caption model
         if isinstance(self.caption_style, str) and self.caption_style.strip().lower() in ("", AUTO_STYLE):
             self.caption_style = None  # the target's default
         if self.caption_style is not None and self.caption_style not in list_caption_styles():

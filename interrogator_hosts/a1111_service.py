@@ -4,7 +4,6 @@ models when a call fails."""
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -21,7 +20,7 @@ from interrogator_core import batch as batch_mod
 
 from .a1111_host import make_host, webui_low_vram
 from .a1111_patches import no_autocast
-from .a1111_settings import NO_CAPTION, Settings, _models_path, parse_caption_style, read_settings
+from .a1111_settings import Settings, models_dir, parse_caption_style, read_settings
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +82,9 @@ class InterrogatorService:
             target = target.strip()
         else:
             target = CUSTOM if named_clip else s.target
-        if caption_model is None:
-            caption: Optional[str] = s.caption_model
-        else:
-            caption = None if caption_model.strip().lower() in ("", NO_CAPTION) else caption_model.strip()
-        cfg = dict(clip_model=named_clip or s.clip_model, caption_model=caption, cache_dir=s.cache_dir,
-                   model_dirs=(os.path.join(_models_path(), "clip-interrogator"),), offload=self.policy(s),
+        cfg = dict(clip_model=named_clip or s.clip_model,
+                   caption_model=s.caption_model if caption_model is None else caption_model, cache_dir=s.cache_dir,
+                   model_dirs=(models_dir(),), offload=self.policy(s),
                    target=target, sdxl_dual=bool(sdxl_dual),
                    caption_style=s.caption_style if caption_style is None else parse_caption_style(caption_style),
                    caption_prompt=s.caption_prompt if caption_prompt is None else (caption_prompt.strip() or None),

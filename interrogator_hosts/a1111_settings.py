@@ -6,15 +6,14 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, List, Optional
 
-from interrogator_core import (AUTO_STYLE, MAX_BEAM_WIDTH, TARGETS, list_caption_models, list_caption_styles,
-                               list_modes, list_targets)
+from interrogator_core import (AUTO_STYLE, MAX_BEAM_WIDTH, NO_CAPTION, TARGETS, list_caption_models,
+                               list_caption_styles, list_modes, list_targets)
 from interrogator_core.targets import CUSTOM
 
 log = logging.getLogger(__name__)
 
 OPT_PREFIX = "prompt_interrogator_"
 SETTINGS_SECTION = ("prompt_interrogator", "Prompt Interrogator")
-NO_CAPTION = "none"
 
 
 def _models_path() -> str:
@@ -31,6 +30,11 @@ def _models_path() -> str:
 
 def default_cache_dir() -> str:
     """``models/clip-interrogator``: clip-interrogator-ext's cache folder, so its caches are reused."""
+    return models_dir()
+
+
+def models_dir() -> str:
+    """``models/clip-interrogator``: where the webui keeps our label caches and local models."""
     return os.path.join(_models_path(), "clip-interrogator")
 
 

@@ -57,3 +57,11 @@ def test_a_new_host_takes_the_models_off_the_old_one(make_interrogator, images):
     assert new.models and all(h.host_data == {} for h in new.models)  # no stale per-host data
     new.interrogate(images[:1], mode="fast")
     assert any(e[0] == "load" for e in new_host.events)
+
+
+def test_no_caption_model_is_spelled_none_by_every_host():
+    from interrogator_core import NO_CAPTION, InterrogatorConfig
+
+    for value in (NO_CAPTION, " None ", "", None):
+        assert InterrogatorConfig(caption_model=value).caption_model is None
+    assert InterrogatorConfig(caption_model=" blip-base ").caption_model == "blip-base"
