@@ -238,6 +238,7 @@ class Interrogator:
         negative_count: int = 16,
         captions: Optional[Sequence[Optional[str]]] = None,
         beam_width: int = 1,
+        score: bool = True,
     ) -> List[InterrogationResult]:
         """One :class:`InterrogationResult` per image (positive, negative, caption, similarities, and the
         target's prompts by encoder name in ``prompts``).
@@ -253,6 +254,9 @@ class Interrogator:
             captions: optional captions to use instead of generating them (None entries are generated).
             beam_width: prompts kept per chain step, 1 to ``MAX_BEAM_WIDTH`` (1: greedy, clip-interrogator's
                 chain); k > 1 is never worse than greedy and costs about k times the chain.
+            score: also compute ``similarity``/``negative_similarity`` where that costs an extra text encode: the
+                fast and classic prompts and their negatives (False leaves them None; best and negative mode know
+                their similarities from the chain at no cost).
 
         Clip prompts fit their encoder's 77-token window (the caption's head starts them); the ``t5`` prompt is
         the full caption. In caption mode every prompt is the caption as written (no CLIP runs).
@@ -277,20 +281,15 @@ class Interrogator:
                            for c in caps]
             else:
                 feats = self._image_features(batch)
-                results = []
-                for i, cap in enumerate(caps):
-                    self.host.check_interrupt()
-                    results.append(retry_smaller_on_oom(
-                        lambda bs: self._one(mode, feats[i], cap, min_flavors, max_flavors, negative_count, bs,
-                                             beam_width, preset.negative),
-                        self.config.text_batch_size, "building prompts"))
+                results = self._build(mode, feats, caps, min_flavors, max_flavors, negative_count, beam_width,
+                                      preset.negative, score)
                 for key, model in preset.extras(self.config.sdxl_dual):
                     if mode == "negative" and not preset.extra_negatives:
                         continue  # extra encoders give positives only: nothing to build
                     extra[key] = self._encoder(key, model).interrogate(
                         batch, mode, min_flavors=min_flavors, max_flavors=max_flavors,
                         negative_count=negative_count if preset.extra_negatives else 0, captions=caps,
-                        beam_width=beam_width)
+                        beam_width=beam_width, score=score)
         for i, (im, r) in enumerate(zip(batch, results)):
             r.source = describe(im, i)
             r.notes = list(notes)
@@ -639,28 +638,60 @@ class Interrogator:
             self._negative_pool = every.slice("negative pool", bounds["flavors"][0], bounds["negative"][1])
         return self._tables
 
-    def _one(self, mode: str, feats: torch.Tensor, caption: str, min_flavors: int, max_flavors: int,
-             negative_count: int, text_batch: int, beam_width: int = 1,
-             negative: bool = True) -> InterrogationResult:
-        """Both prompts of one image from its normalized features [D] (``negative`` False: no negative
-        prompt). The caption's head that fits the window starts the positive; ``caption`` stays whole."""
+    def _build(self, mode: str, feats: torch.Tensor, captions: List[str], min_flavors: int, max_flavors: int,
+               negative_count: int, beam_width: int = 1, negative: bool = True,
+               score: bool = True) -> List[InterrogationResult]:
+        """Both prompts of each image from its normalized features [B, D] (``negative`` False: no negative
+        prompt; ``score`` False: no similarity that only the result reports). The caption's head that fits the
+        window starts the positive; the caption stays whole.
+
+        Work that is the same for every image runs once for the batch: one matrix product ranks the tables for
+        all images, and one text batch scores every prompt that needs a similarity. Chains run per image."""
         self._label_tables()
         assert self._clip is not None
-        text = self._clip.text
-        head = prompts.truncate_to_fit(text, caption) if caption else caption
-        chain_args = dict(batch_size=text_batch, beam_width=beam_width)
-        positive, candidates = "", {}
+        text, n = self._clip.text, len(captions)
+        heads = [prompts.truncate_to_fit(text, c) if c else c for c in captions]
+        known: List[Dict[str, float]] = [{} for _ in range(n)]  # similarities the chains already computed
+        options: List[Dict[str, str]] = [{} for _ in range(n)]  # positive candidates per image
         if mode != "negative":
-            positive, candidates = self._positive(mode, feats, head, min_flavors, max_flavors, chain_args)
+            options = self._positive_options(mode, feats, heads, min_flavors, max_flavors, beam_width, known)
         count = 0 if not negative else max_flavors if mode == "negative" else negative_count
-        neg = self._negative(mode, feats, min(min_flavors, count), count, chain_args) if count > 0 else ""
-        sims = dict(zip(("positive", "negative"), prompts.similarities(text, feats, [positive, neg])))
-        return InterrogationResult(
-            mode=mode, positive=positive, negative=neg, caption=caption,
-            similarity=sims["positive"] if positive else None,
-            negative_similarity=sims["negative"] if neg else None,
-            candidates=candidates,
-        )
+        negs = [""] * n
+        if count > 0:
+            negs = self._negatives(mode, feats, min(min_flavors, count), count, beam_width, known)
+        # best mode picks its positive by similarity; the rest is only reported, so ``score`` decides
+        picked = [p for o in options for p in o.values()] if mode == "best" else []
+        reported = [o.get(mode, "") for o in options] + negs if score else []
+        sim = self._scorer(feats, picked + reported, known)
+        results = []
+        for i in range(n):
+            cands = {k: v for k, v in options[i].items() if v}
+            candidates, positive, similarity = {}, options[i].get(mode, ""), None
+            if mode == "best":
+                candidates = {k: sim(i, v) for k, v in cands.items()}
+                if candidates:
+                    key = max(candidates, key=candidates.__getitem__)
+                    positive, similarity = cands[key], candidates[key]
+            elif positive and (score or positive in known[i]):
+                similarity = sim(i, positive)
+            results.append(InterrogationResult(
+                mode=mode, positive=positive, negative=negs[i], caption=captions[i], similarity=similarity,
+                negative_similarity=sim(i, negs[i]) if negs[i] and (score or negs[i] in known[i]) else None,
+                candidates=candidates))
+        return results
+
+    def _scorer(self, feats: torch.Tensor, texts: Sequence[str], known: List[Dict[str, float]]):
+        """``score(i, text)``: cosine similarity of image ``i`` with ``text`` (one of ``texts``): ``known[i]``'s
+        value, else computed (the texts no image knows are encoded together, once)."""
+        assert self._clip is not None
+        unique = [t for t in dict.fromkeys(t for t in texts if t) if not all(t in k for k in known)]
+        sims: List[List[float]] = [[] for _ in known]
+        if unique:
+            emb = retry_smaller_on_oom(lambda bs: self._clip.text.encode_texts(unique, bs),
+                                       self.config.text_batch_size, "scoring prompts").to(feats.device)
+            sims = (feats.float() @ emb.T).tolist()  # [B, texts]
+        row = {t: j for j, t in enumerate(unique)}
+        return lambda i, t: known[i][t] if t in known[i] else sims[i][row[t]]
 
     def _on_step(self, desc: str):
         def on_step(i: int, total: int) -> None:
@@ -668,38 +699,57 @@ class Interrogator:
             self.host.progress(i, total, desc)
         return on_step
 
-    def _positive(self, mode: str, feats: torch.Tensor, caption: str, min_flavors: int, max_flavors: int,
-                  chain_args: dict) -> tuple:
-        """(positive prompt, candidate similarities) for best/classic/fast, clip-interrogator's rules."""
-        assert self._clip is not None and self._tables is not None and self._pool is not None
-        text, tables, f1 = self._clip.text, self._tables, feats.unsqueeze(0)
-        options: Dict[str, str] = {"caption": caption}
-        if mode in ("fast", "best"):
-            options["fast"] = prompts.join_fitting(text, caption, [l for l, _ in self._pool.top(f1, max_flavors)[0]])
-        if mode in ("classic", "best"):
-            top1 = {n: prompts.argmax_label(tables[n].top(f1, 1)[0]) for n in ("mediums", "artists", "trendings",
-                                                                                "movements")}
-            flavors = [l for l, _ in tables["flavors"].top(f1, max_flavors if mode == "best" else min(max_flavors, 3))[0]]
-            options["classic"] = prompts.truncate_to_fit(text, prompts.classic_prompt(
-                caption, top1["mediums"], top1["artists"], top1["trendings"], top1["movements"], flavors,
-                tags=self._joins_tags()))
-        if mode != "best":
-            return options[mode], {}
-        phrases = [l for l, _ in self._pool.top(f1, self.config.flavor_intermediate_count)[0]]
-        options["chain"] = prompts.chain(text, feats, phrases, start=caption or None, min_count=min_flavors,
-                                         max_count=max_flavors, on_step=self._on_step("flavor chain"),
-                                         **chain_args).prompt
-        options = {k: v for k, v in options.items() if v}
-        candidates = dict(zip(options, prompts.similarities(text, feats, list(options.values()))))
-        return options[max(candidates, key=candidates.__getitem__)], candidates
+    def _chain(self, desc: str, known: Dict[str, float], **kwargs) -> str:
+        """One image's chain (``prompts.chain``) with progress/Cancel, its text batch halved on a device OOM;
+        its prompt's similarity goes to ``known``."""
+        assert self._clip is not None
+        res = retry_smaller_on_oom(
+            lambda bs: prompts.chain(self._clip.text, batch_size=bs, on_step=self._on_step(desc), **kwargs),
+            self.config.text_batch_size, f"building the {desc}")
+        if res.prompt:
+            known[res.prompt] = res.similarity
+        return res.prompt
 
-    def _negative(self, mode: str, feats: torch.Tensor, min_count: int, count: int, chain_args: dict) -> str:
-        """The negative prompt: a reversed chain (best/negative) or the least similar terms (fast/classic)."""
+    def _positive_options(self, mode: str, feats: torch.Tensor, heads: List[str], min_flavors: int,
+                          max_flavors: int, beam_width: int, known: List[Dict[str, float]]) -> List[Dict[str, str]]:
+        """Per image, the candidate positives of ``mode`` by name (caption, fast, classic, chain), by
+        clip-interrogator's rules: best keeps the most similar, the other modes their own."""
+        assert self._clip is not None and self._tables is not None and self._pool is not None
+        text, tables = self._clip.text, self._tables
+        out: List[Dict[str, str]] = [{"caption": h} for h in heads]
+        if mode in ("fast", "best"):
+            for o, h, top in zip(out, heads, self._pool.top(feats, max_flavors)):
+                o["fast"] = prompts.join_fitting(text, h, [l for l, _ in top])
+        if mode in ("classic", "best"):
+            top1 = {n: [prompts.argmax_label(t) for t in tables[n].top(feats, 1)]
+                    for n in ("mediums", "artists", "trendings", "movements")}
+            flavors = tables["flavors"].top(feats, max_flavors if mode == "best" else min(max_flavors, 3))
+            for i, (o, h) in enumerate(zip(out, heads)):
+                o["classic"] = prompts.truncate_to_fit(text, prompts.classic_prompt(
+                    h, top1["mediums"][i], top1["artists"][i], top1["trendings"][i], top1["movements"][i],
+                    [l for l, _ in flavors[i]], tags=self._joins_tags()))
+        if mode == "best":
+            pools = self._pool.top(feats, self.config.flavor_intermediate_count)
+            for i, (o, h) in enumerate(zip(out, heads)):
+                self.host.check_interrupt()
+                o["chain"] = self._chain("flavor chain", known[i], features=feats[i], phrases=[l for l, _ in pools[i]],
+                                         start=h or None, min_count=min_flavors, max_count=max_flavors,
+                                         beam_width=beam_width)
+        return out
+
+    def _negatives(self, mode: str, feats: torch.Tensor, min_count: int, count: int, beam_width: int,
+                   known: List[Dict[str, float]]) -> List[str]:
+        """Per image, the negative prompt: a reversed chain (best/negative) or the least similar terms
+        (fast/classic)."""
         assert self._clip is not None and self._tables is not None and self._negative_pool is not None
-        text, tables, f1 = self._clip.text, self._tables, feats.unsqueeze(0)
+        text, tables = self._clip.text, self._tables
         if mode not in ("best", "negative"):
-            worst = [l for l, _ in self._negative_pool.top(f1, count, reverse=True)[0]]
-            return prompts.join_fitting(text, "", worst)
-        flavors = [l for l, _ in tables["flavors"].top(f1, self.config.flavor_intermediate_count, reverse=True)[0]]
-        return prompts.chain(text, feats, flavors + tables["negative"].labels, min_count=min_count, max_count=count,
-                             reverse=True, on_step=self._on_step("negative chain"), **chain_args).prompt
+            return [prompts.join_fitting(text, "", [l for l, _ in worst])
+                    for worst in self._negative_pool.top(feats, count, reverse=True)]
+        out = []
+        for i, flavors in enumerate(tables["flavors"].top(feats, self.config.flavor_intermediate_count, reverse=True)):
+            self.host.check_interrupt()
+            out.append(self._chain("negative chain", known[i], features=feats[i],
+                                   phrases=[l for l, _ in flavors] + tables["negative"].labels, min_count=min_count,
+                                   max_count=count, reverse=True, beam_width=beam_width))
+        return out

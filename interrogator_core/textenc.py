@@ -48,6 +48,23 @@ class _Tower:
     cast_dtype: torch.dtype
 
 
+def _attend_after_prefix(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past_k: torch.Tensor,
+                         past_v: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """Attention of rows [B, H, T, d] that all follow one shared prefix (keys/values [1, H, P, d]): the
+    softmax over [prefix keys | the row's own keys], ``visible`` masking the own part (broadcast to
+    [B, H, T, T]). Same as concatenating the prefix in front of every row, without copying it B times."""
+    b, h, t, d = q.shape
+    p = past_k.shape[2]
+    scale = d ** -0.5
+    qh = q.transpose(0, 1).reshape(h, b * t, d)  # every row's queries against the one prefix: a matmul per head
+    s_past = torch.bmm(qh, past_k[0].transpose(1, 2)).reshape(h, b, t, p).transpose(0, 1)
+    s_own = (q @ k.transpose(-1, -2)).masked_fill(~visible, float("-inf"))
+    w = torch.cat([s_past, s_own], dim=-1).mul_(scale).softmax(dim=-1)
+    w_past = w[..., :p].transpose(0, 1).reshape(h, b * t, p)
+    o = torch.bmm(w_past, past_v[0]).reshape(h, b, t, d).transpose(0, 1)
+    return o + w[..., p:] @ v
+
+
 def _is_causal(mask: Optional[torch.Tensor]) -> bool:
     if mask is None or mask.dim() != 2 or mask.shape[0] != mask.shape[1]:
         return False
@@ -256,7 +273,10 @@ class TextEncoder:
             order = sorted(seqs, key=seqs.__getitem__)
             tree_batches = [torch.tensor(order[i:i + batch_size]) for i in range(0, len(order), batch_size)]
         flat_idx = flat.nonzero().flatten()
-        flat_batches = [flat_idx[b] for b in _length_batches(eot[flat_idx], batch_size)] if len(flat_idx) else []
+        # the rest in batches of neighbouring lengths (sorted): a few rows of padding cost less than a forward
+        # per distinct length when there are few rows (scoring a handful of prompts)
+        order = flat_idx[torch.argsort(eot[flat_idx], stable=True)]
+        flat_batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
         tick = _Ticker(progress, len(texts))
         for idx in tree_batches + flat_batches:
             if flat[idx[0]]:
@@ -287,11 +307,12 @@ class TextEncoder:
             return F.normalize(self.encode_tokens(ids), dim=-1)
         kv = self._prefix_kv(ids[0, :prefix])
         out = torch.empty(n, self.embed_dim, device=device)
-        for start in range(0, n, batch_size):
-            rows = ids[start:start + batch_size]
-            row_eot = eot[start:start + batch_size]
-            end = int(row_eot.max().item()) + 1
-            out[start:start + batch_size] = self._forward(self._embed(rows[:, prefix:end], prefix), row_eot - prefix, kv)
+        # rows of one suffix length per batch: no row computes another's padding (phrase lengths vary a lot)
+        for rows in _length_batches(eot.cpu(), batch_size):
+            rows = rows.to(device)
+            row_eot = eot[rows]
+            end = int(row_eot[0].item()) + 1
+            out[rows] = self._forward(self._embed(ids[rows, prefix:end], prefix), row_eot - prefix, kv)
         return F.normalize(out.float(), dim=-1)
 
     def _prefix_kv(self, tokens: torch.Tensor) -> _KV:
@@ -424,13 +445,11 @@ class TextEncoder:
         q = F.linear(h[rows, eot], w[:c], None if bias is None else bias[:c]).reshape(b, heads, 1, c // heads)
         k, v = F.linear(h, w[c:], None if bias is None else bias[c:]).split(c, dim=-1)
         k, v = (z.reshape(b, t, heads, c // heads).transpose(1, 2) for z in (k, v))
-        p = 0
-        if past_k is not None:
-            p = past_k.shape[2]
-            k = torch.cat([past_k.expand(b, -1, -1, -1), k], dim=2)
-            v = torch.cat([past_v.expand(b, -1, -1, -1), v], dim=2)
-        visible = torch.arange(p + t, device=x.device)[None, :] <= (p + eot)[:, None]  # causal, per row
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=visible[:, None, None, :])
+        visible = torch.arange(t, device=x.device)[None, :] <= eot[:, None]  # causal, per row
+        if past_k is None:
+            o = F.scaled_dot_product_attention(q, k, v, attn_mask=visible[:, None, None, :])
+        else:
+            o = _attend_after_prefix(q, k, v, past_k, past_v, visible[:, None, None, :])
         xe = x[rows, eot] + getattr(blk, "ls_1", _IDENTITY)(attn.out_proj(o.reshape(b, c)))
         return xe + getattr(blk, "ls_2", _IDENTITY)(blk.mlp(blk.ln_2(xe)))
 
@@ -449,6 +468,9 @@ class TextEncoder:
         q, k, v = (z.reshape(b, t, heads, c // heads).transpose(1, 2) for z in (q, k, v))
         if past_k is None:
             o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif not keep_kv and past_k.shape[0] == 1:  # many rows after one shared prefix (a chain step)
+            causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+            o = _attend_after_prefix(q, k, v, past_k, past_v, causal)
         else:
             p = past_k.shape[2]
             k = torch.cat([past_k.expand(b, -1, -1, -1), k], dim=2)

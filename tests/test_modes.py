@@ -160,3 +160,36 @@ def test_tables_and_pools_share_one_block_of_memory(make_interrogator, images):
     assert "blurry" not in pool.labels and "bokeh" in pool.labels
     ci.offload()
     assert all(t._on_device is None for t in ci._indexes())
+
+
+@pytest.mark.parametrize("mode", ["best", "classic", "fast", "negative"])
+def test_a_batch_gives_what_each_image_alone_gives(make_interrogator, images, mode):
+    """The batch ranks, scores and chains its images together; each result must be the one-image result."""
+    ci = make_interrogator()
+    together = ci.interrogate(images, mode=mode, max_flavors=4, negative_count=4)
+    alone = [ci.interrogate([im], mode=mode, max_flavors=4, negative_count=4)[0] for im in images]
+    for a, b in zip(together, alone):
+        assert (a.positive, a.negative, a.caption) == (b.positive, b.negative, b.caption)
+        for x, y in ((a.similarity, b.similarity), (a.negative_similarity, b.negative_similarity)):
+            assert (x is None) == (y is None) and (x is None or x == pytest.approx(y, abs=1e-5))
+        assert a.candidates.keys() == b.candidates.keys()
+
+
+@pytest.mark.parametrize("mode", ["best", "classic", "fast", "negative"])
+def test_reported_similarities_are_the_prompts_and_score_off_skips_only_extra_encodes(make_interrogator, images,
+                                                                                      mode):
+    from interrogator_core.prompts import similarities
+
+    ci = make_interrogator()
+    scored = ci.interrogate(images, mode=mode, max_flavors=4, negative_count=4)
+    bare = ci.interrogate(images, mode=mode, max_flavors=4, negative_count=4, score=False)
+    text = ci._clip.text
+    feats = ci._image_features(ci._prepare(images))
+    for i, (r, b) in enumerate(zip(scored, bare)):
+        assert (r.positive, r.negative) == (b.positive, b.negative)
+        for prompt, sim in ((r.positive, r.similarity), (r.negative, r.negative_similarity)):
+            if prompt:  # what a full encode of the prompt gives (chains report theirs without one)
+                assert sim == pytest.approx(similarities(text, feats[i], [prompt])[0], abs=1e-4)
+        chained = mode in ("best", "negative")  # chains know their similarity: kept without score
+        assert (b.similarity is not None) == (chained and bool(b.positive))  # best: the picked candidate's
+        assert (b.negative_similarity is not None) == (chained and bool(b.negative))
