@@ -5,6 +5,7 @@ import logging
 import operator
 import os
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -87,6 +88,17 @@ def _flag(name: str, value: Any) -> bool:
 
 #: ``min_flavors`` when the caller sets none (capped at ``max_flavors``)
 DEFAULT_MIN_FLAVORS = 8
+
+
+def eta_text(done: int, total: int, elapsed: float) -> str:
+    """"ETA 3m05s" for work ``done`` of ``total`` after ``elapsed`` seconds at the rate so far ("" before any
+    work is done or once all is)."""
+    if done <= 0 or done >= total or elapsed <= 0:
+        return ""
+    left = int(round(elapsed * (total - done) / done))
+    h, rest = divmod(left, 3600)
+    m, sec = divmod(rest, 60)
+    return f"ETA {h}h{m:02d}m" if h else f"ETA {m}m{sec:02d}s" if m else f"ETA {sec}s"
 
 
 def check_request(mode: Any, min_flavors: Any, max_flavors: Any, negative_count: Any,
@@ -616,9 +628,12 @@ class Interrogator:
             tables = {}
             for name, labels in raw.items():
                 def compute(labels: Sequence[str], name: str = name) -> torch.Tensor:
+                    started = time.monotonic()
+
                     def report(done: int, total: int) -> None:
                         self.host.check_interrupt()
-                        self.host.progress(done, total, f"encoding labels: {name}")
+                        eta = eta_text(done, total, time.monotonic() - started)
+                        self.host.progress(done, total, f"encoding labels: {name}" + (f" ({eta})" if eta else ""))
                     return retry_smaller_on_oom(lambda bs: clip.text.encode_texts(labels, bs, report),
                                                 self.config.text_batch_size, f"encoding the {name} labels")
 

@@ -59,7 +59,7 @@ def _attend_after_prefix(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past
     qh = q.transpose(0, 1).reshape(h, b * t, d)  # every row's queries against the one prefix: a matmul per head
     s_past = torch.bmm(qh, past_k[0].transpose(1, 2)).reshape(h, b, t, p).transpose(0, 1)
     s_own = (q @ k.transpose(-1, -2)).masked_fill(~visible, float("-inf"))
-    w = torch.cat([s_past, s_own], dim=-1).mul_(scale).softmax(dim=-1)
+    w = torch.cat([s_past, s_own], dim=-1).float().mul_(scale).softmax(dim=-1).to(q.dtype)  # fp16: softmax in fp32
     w_past = w[..., :p].transpose(0, 1).reshape(h, b * t, p)
     o = torch.bmm(w_past, past_v[0]).reshape(h, b, t, d).transpose(0, 1)
     return o + w[..., p:] @ v
@@ -407,10 +407,14 @@ class TextEncoder:
             x = t.token_embedding(torch.tensor(toks, device=device)).to(t.cast_dtype)
             x = (x + t.positional_embedding[d].to(t.cast_dtype)).unsqueeze(1)  # [nodes, 1, C]
             par = torch.tensor(parents, device=device)
+            last = len(t.blocks) - 1
             for i, blk in enumerate(t.blocks):
                 pk = None if d == 0 else past_k[i][par]
                 pv = None if d == 0 else past_v[i][par]
-                x, k, v = self._block(blk, x, pk, pv, keep_kv=True)
+                if i < last:
+                    x, k, v = self._block(blk, x, pk, pv, keep_kv=True)
+                else:  # the last block: every node's keys/values (deeper nodes attend to them), the rest below
+                    k, v = self._keys_values(blk, x, pk, pv)
                 past_k[i], past_v[i] = k, v
                 if tick is not None:
                     tick()
@@ -418,7 +422,9 @@ class TextEncoder:
                 nodes = list(ends)
                 rows = [r for j in nodes for r in ends[j]]
                 reps = torch.tensor([len(ends[j]) for j in nodes], device=device)
-                feats = self._project(x[torch.tensor(nodes, device=device), 0])
+                at = torch.tensor(nodes, device=device)
+                # the last block's output only where a text ends: nothing else of it reaches a feature
+                feats = self._project(self._tree_end(t.blocks[-1], x[at], past_k[-1][at], past_v[-1][at]))
                 out[torch.tensor(rows, device=device)] = feats.repeat_interleave(reps, dim=0)
         return out
 
@@ -451,6 +457,31 @@ class TextEncoder:
         else:
             o = _attend_after_prefix(q, k, v, past_k, past_v, visible[:, None, None, :])
         xe = x[rows, eot] + getattr(blk, "ls_1", _IDENTITY)(attn.out_proj(o.reshape(b, c)))
+        return xe + getattr(blk, "ls_2", _IDENTITY)(blk.mlp(blk.ln_2(xe)))
+
+    @staticmethod
+    def _keys_values(blk: nn.Module, x: torch.Tensor, past_k: Optional[torch.Tensor],
+                     past_v: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """A block's keys/values of [B, T, C] after the rows' own past ones ([B, heads, P, head_dim])."""
+        attn: nn.MultiheadAttention = blk.attn
+        b, t, c = x.shape
+        bias = attn.in_proj_bias
+        k, v = F.linear(blk.ln_1(x), attn.in_proj_weight[c:], None if bias is None else bias[c:]).split(c, dim=-1)
+        k, v = (z.reshape(b, t, attn.num_heads, c // attn.num_heads).transpose(1, 2) for z in (k, v))
+        if past_k is not None:
+            k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+        return k, v
+
+    @staticmethod
+    def _tree_end(blk: nn.Module, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """A block's output [B, C] for single tokens [B, 1, C] that see all of their keys/values ([B, heads,
+        L, head_dim], their ancestors' and their own: a prefix-tree node)."""
+        attn: nn.MultiheadAttention = blk.attn
+        b, _, c = x.shape
+        heads, bias = attn.num_heads, attn.in_proj_bias
+        q = F.linear(blk.ln_1(x), attn.in_proj_weight[:c], None if bias is None else bias[:c])
+        o = F.scaled_dot_product_attention(q.reshape(b, 1, heads, c // heads).transpose(1, 2), k, v)
+        xe = x[:, 0] + getattr(blk, "ls_1", _IDENTITY)(attn.out_proj(o.reshape(b, c)))
         return xe + getattr(blk, "ls_2", _IDENTITY)(blk.mlp(blk.ln_2(xe)))
 
     @staticmethod

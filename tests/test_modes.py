@@ -193,3 +193,24 @@ def test_reported_similarities_are_the_prompts_and_score_off_skips_only_extra_en
         chained = mode in ("best", "negative")  # chains know their similarity: kept without score
         assert (b.similarity is not None) == (chained and bool(b.positive))  # best: the picked candidate's
         assert (b.negative_similarity is not None) == (chained and bool(b.negative))
+
+
+def test_eta_text():
+    from interrogator_core.interrogator import eta_text
+
+    assert eta_text(0, 100, 5.0) == "" and eta_text(100, 100, 5.0) == ""
+    assert eta_text(25, 100, 10.0) == "ETA 30s"
+    assert eta_text(10, 100, 20.0) == "ETA 3m00s"
+    assert eta_text(1, 1000, 10.0) == "ETA 2h46m"
+
+
+def test_label_encoding_progress_shows_an_eta(make_interrogator, images):
+    from interrogator_core import StandaloneHost
+
+    seen = []
+    ci = make_interrogator(text_batch_size=8, host=StandaloneHost(device="cpu", progress=lambda s, t, d: seen.append(
+        (s, t, d))))
+    ci.interrogate(images[:1], mode="fast")
+    encoding = [(s, t, d) for s, t, d in seen if d.startswith("encoding labels: flavors")]
+    assert encoding and all(("ETA" in d) == (0 < s < t) for s, t, d in encoding)
+    assert any("ETA" in d for _, _, d in encoding)
