@@ -414,7 +414,7 @@ class TextEncoder:
                 if i < last:
                     x, k, v = self._block(blk, x, pk, pv, keep_kv=True)
                 else:  # the last block: every node's keys/values (deeper nodes attend to them), the rest below
-                    k, v = self._keys_values(blk, x, pk, pv)
+                    k, v = self._keys_values(blk.attn, blk.ln_1(x), pk, pv)
                 past_k[i], past_v[i] = k, v
                 if tick is not None:
                     tick()
@@ -442,31 +442,34 @@ class TextEncoder:
     def _last_block(blk: nn.Module, x: torch.Tensor, eot: torch.Tensor, past_k: Optional[torch.Tensor],
                     past_v: Optional[torch.Tensor]) -> torch.Tensor:
         """The final residual block evaluated at the EOT rows only: [B, T, C] → [B, C]."""
-        attn: nn.MultiheadAttention = blk.attn
         b, t, c = x.shape
-        heads = attn.num_heads
-        w, bias = attn.in_proj_weight, attn.in_proj_bias
         rows = torch.arange(b, device=x.device)
         h = blk.ln_1(x)
-        q = F.linear(h[rows, eot], w[:c], None if bias is None else bias[:c]).reshape(b, heads, 1, c // heads)
-        k, v = F.linear(h, w[c:], None if bias is None else bias[c:]).split(c, dim=-1)
-        k, v = (z.reshape(b, t, heads, c // heads).transpose(1, 2) for z in (k, v))
+        q = TextEncoder._queries(blk.attn, h[rows, eot].unsqueeze(1))
+        k, v = TextEncoder._keys_values(blk.attn, h, None, None)
         visible = torch.arange(t, device=x.device)[None, :] <= eot[:, None]  # causal, per row
         if past_k is None:
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=visible[:, None, None, :])
         else:
             o = _attend_after_prefix(q, k, v, past_k, past_v, visible[:, None, None, :])
-        xe = x[rows, eot] + getattr(blk, "ls_1", _IDENTITY)(attn.out_proj(o.reshape(b, c)))
-        return xe + getattr(blk, "ls_2", _IDENTITY)(blk.mlp(blk.ln_2(xe)))
+        return TextEncoder._residual(blk, x[rows, eot], o.reshape(b, c))
 
     @staticmethod
-    def _keys_values(blk: nn.Module, x: torch.Tensor, past_k: Optional[torch.Tensor],
-                     past_v: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-        """A block's keys/values of [B, T, C] after the rows' own past ones ([B, heads, P, head_dim])."""
-        attn: nn.MultiheadAttention = blk.attn
-        b, t, c = x.shape
+    def _queries(attn: nn.MultiheadAttention, h: torch.Tensor) -> torch.Tensor:
+        """Queries [B, heads, T, head_dim] of normed rows [B, T, C]."""
+        b, t, c = h.shape
         bias = attn.in_proj_bias
-        k, v = F.linear(blk.ln_1(x), attn.in_proj_weight[c:], None if bias is None else bias[c:]).split(c, dim=-1)
+        q = F.linear(h, attn.in_proj_weight[:c], None if bias is None else bias[:c])
+        return q.reshape(b, t, attn.num_heads, c // attn.num_heads).transpose(1, 2)
+
+    @staticmethod
+    def _keys_values(attn: nn.MultiheadAttention, h: torch.Tensor, past_k: Optional[torch.Tensor],
+                     past_v: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Keys/values [B, heads, P+T, head_dim] of normed rows [B, T, C] after the rows' own past ones
+        ([B, heads, P, head_dim], or None)."""
+        b, t, c = h.shape
+        bias = attn.in_proj_bias
+        k, v = F.linear(h, attn.in_proj_weight[c:], None if bias is None else bias[c:]).split(c, dim=-1)
         k, v = (z.reshape(b, t, attn.num_heads, c // attn.num_heads).transpose(1, 2) for z in (k, v))
         if past_k is not None:
             k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
@@ -476,13 +479,16 @@ class TextEncoder:
     def _tree_end(blk: nn.Module, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """A block's output [B, C] for single tokens [B, 1, C] that see all of their keys/values ([B, heads,
         L, head_dim], their ancestors' and their own: a prefix-tree node)."""
-        attn: nn.MultiheadAttention = blk.attn
         b, _, c = x.shape
-        heads, bias = attn.num_heads, attn.in_proj_bias
-        q = F.linear(blk.ln_1(x), attn.in_proj_weight[:c], None if bias is None else bias[:c])
-        o = F.scaled_dot_product_attention(q.reshape(b, 1, heads, c // heads).transpose(1, 2), k, v)
-        xe = x[:, 0] + getattr(blk, "ls_1", _IDENTITY)(attn.out_proj(o.reshape(b, c)))
-        return xe + getattr(blk, "ls_2", _IDENTITY)(blk.mlp(blk.ln_2(xe)))
+        o = F.scaled_dot_product_attention(TextEncoder._queries(blk.attn, blk.ln_1(x)), k, v)
+        return TextEncoder._residual(blk, x[:, 0], o.reshape(b, c))
+
+    @staticmethod
+    def _residual(blk: nn.Module, x: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+        """The rest of a residual block after attention: ``x`` + projected attention output ``o`` (both
+        [..., C]), then + the MLP."""
+        x = x + getattr(blk, "ls_1", _IDENTITY)(blk.attn.out_proj(o))
+        return x + getattr(blk, "ls_2", _IDENTITY)(blk.mlp(blk.ln_2(x)))
 
     @staticmethod
     def _block(blk: nn.Module, x: torch.Tensor, past_k: Optional[torch.Tensor], past_v: Optional[torch.Tensor],
@@ -509,8 +515,5 @@ class TextEncoder:
             # query i sits at absolute position p+i and sees keys 0..p+i
             mask = torch.ones(t, p + t, dtype=torch.bool, device=x.device).tril(diagonal=p)
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        o = o.transpose(1, 2).reshape(b, t, c)
-        o = attn.out_proj(o)
-        x = x + getattr(blk, "ls_1", _IDENTITY)(o)
-        x = x + getattr(blk, "ls_2", _IDENTITY)(blk.mlp(blk.ln_2(x)))
+        x = TextEncoder._residual(blk, x, o.transpose(1, 2).reshape(b, t, c))
         return (x, k, v) if keep_kv else (x, None, None)
