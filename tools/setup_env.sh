@@ -13,9 +13,31 @@ log() { echo "[setup_env] $*" >&2; }
 pip() { "$VENV/bin/python" -m pip "${PIP_FLAGS[@]}" "$@"; }
 
 # torch 2.14.1 + torchvision 0.29.1 lie on this machine's disk; never let pip pick a newer torch.
+# The heavy part (torch, torchvision, triton, the CUDA libraries: ~5.3 GB) is installed once into a shared
+# folder that every venv of this checkout reads through a .pth file, so the three test venvs cost one torch
+# on disk, not three. Set PI_SHARED_TORCH=none to install torch into the venv itself.
+TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
+SHARED="${PI_SHARED_TORCH:-$ROOT/.cache/shared-torch-2.14.1}"
+shared_torch() {  # build $SHARED once: torch + torchvision and only their heavy dependencies
+  [ -f "$SHARED/.ready" ] && return 0
+  local tmp="$SHARED.tmp.$$"
+  log "installing ${TORCH_PINS[*]} once into $SHARED (shared by this checkout's venvs)"
+  rm -rf "$tmp"; "$VENV/bin/python" -m pip "${PIP_FLAGS[@]}" install --target "$tmp" "${TORCH_PINS[@]}"
+  # light dependencies (numpy, pillow, sympy, ...) go into each venv, so a venv's own pins win
+  ( cd "$tmp" && for d in *; do
+      case "$d" in torch|torch-*|torchvision*|functorch|torchgen|triton|triton-*|nvidia|nvidia_*|cuda|cuda_*|bin) ;;
+        *) rm -rf "$d" ;; esac
+    done )
+  touch "$tmp/.ready"; rm -rf "$SHARED"; mv "$tmp" "$SHARED"
+}
 if ! "$VENV/bin/python" -c "import torch, torchvision" >/dev/null 2>&1; then
-  log "installing torch==2.14.1 torchvision==0.29.1"
-  pip install torch==2.14.1 torchvision==0.29.1
+  if [ "$SHARED" != none ]; then
+    shared_torch
+    SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    echo "import site; site.addsitedir('$SHARED')" > "$SITE/_pi_shared_torch.pth"
+  fi
+  log "installing ${TORCH_PINS[*]}"
+  pip install "${TORCH_PINS[@]}"   # with the shared folder: only torch's light dependencies
 fi
 TV="$("$VENV/bin/python" -c 'import torch, torchvision; print(f"torch=={torch.__version__.split(chr(43))[0]}\ntorchvision=={torchvision.__version__.split(chr(43))[0]}")')"
 CONSTRAINTS="$(mktemp)"; trap 'rm -f "$CONSTRAINTS"' EXIT
