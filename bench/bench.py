@@ -1,8 +1,8 @@
 """Benchmark: Prompt Interrogator vs clip-interrogator 0.6.0, same run, same random-weight models.
 
     python bench/bench.py [--device cpu|cuda] [--arch ViT-B-32] [--images 8] [--chain-images 2]
-                          [--intermediate 256] [--max-flavors 8] [--sizes small full] [--readme]
-    python bench/bench.py --render bench/results/bench-cpu.json --readme    # README table from a saved run
+                          [--intermediate 256] [--max-flavors 8] [--sizes small full] [--docs]
+    python bench/bench.py --render bench/results/bench-cpu.json --docs    # docs/speed.md tables from a saved run
 
 Both sides get the same random-weight open_clip model (a real architecture, so the compute is real), the same
 tiny BLIP caption model, the same label lists and settings, and each side runs in its own subprocess (peak RSS
@@ -22,8 +22,9 @@ and VRAM are per side and per table size). Measured:
   own padded ``encode_text`` (neutral to both implementations);
 * **peak RSS** (and peak VRAM on CUDA) of each side.
 
-Prints a table per table size and writes ``bench/results/bench-<device>.json``; ``--readme`` rewrites the
-README's table (between its ``bench:begin``/``bench:end`` markers) from that JSON.
+Prints a table per table size and writes ``bench/results/bench-<device>.json``; ``--docs`` (old name
+``--readme``) rewrites the tables of ``docs/speed.md`` (between its ``bench:begin``/``bench:end`` markers) from
+that JSON.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 WORK = ROOT / ".cache" / "bench"
-README = ROOT / "README.md"
+SPEED_DOC = ROOT / "docs" / "speed.md"  # the benchmark tables live here (the README links to it)
 MODES = ("fast", "classic", "negative", "best")
 TABLES = ("artists", "flavors", "mediums", "movements", "negative", "trendings")
 
@@ -319,7 +320,7 @@ def measure(args) -> dict:
         shutil.rmtree(old)
     paths = _run_worker("prepare-models", args)
     result: dict = {"device": args.device, "machine": _machine(args.device),
-                    "settings": {k: v for k, v in vars(args).items() if k not in ("worker", "out", "render", "readme")},
+                    "settings": {k: v for k, v in vars(args).items() if k not in ("worker", "out", "render", "docs")},
                     "build": {}, "sizes": {}}
     for arch in dict.fromkeys([args.arch, *args.build_arch]):
         ours = _run_worker("build-ours", args, paths=paths, what=arch)
@@ -421,16 +422,16 @@ def render_markdown(result: dict) -> str:
     return "\n".join(out)
 
 
-def update_readme(result: dict, readme: Path = README) -> None:
-    """Replace the README's text between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``."""
-    text = readme.read_text(encoding="utf-8")
+def update_doc(result: dict, doc: Path = SPEED_DOC) -> None:
+    """Replace ``doc``'s text between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``."""
+    text = doc.read_text(encoding="utf-8")
     begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
     if begin not in text or end not in text:
-        raise SystemExit(f"{readme} has no {begin} ... {end} markers")
+        raise SystemExit(f"{doc} has no {begin} ... {end} markers")
     head, rest = text.split(begin, 1)
     tail = rest.split(end, 1)[1]
-    readme.write_text(f"{head}{begin}\n{render_markdown(result)}\n{end}{tail}", encoding="utf-8")
-    print(f"updated: {readme}")
+    doc.write_text(f"{head}{begin}\n{render_markdown(result)}\n{end}{tail}", encoding="utf-8")
+    print(f"updated: {doc}")
 
 
 def main() -> None:
@@ -451,8 +452,9 @@ def main() -> None:
     p.add_argument("--small-artists", type=int, default=64)
     p.add_argument("--beams", type=int, nargs="*", default=[1, 2, 4], help="beam widths to time (ours only)")
     p.add_argument("--out", default=None, help="JSON path (default bench/results/bench-<device>.json)")
-    p.add_argument("--render", default=None, help="print (and with --readme write) the tables of a saved JSON")
-    p.add_argument("--readme", action="store_true", help="rewrite the README's benchmark table from the result")
+    p.add_argument("--render", default=None, help="print (and with --docs write) the tables of a saved JSON")
+    p.add_argument("--docs", "--readme", dest="docs", action="store_true",
+                   help="rewrite the benchmark tables of docs/speed.md from the result (--readme: the old name)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -466,8 +468,8 @@ def main() -> None:
         out.write_text(json.dumps(result, indent=2))
         print(f"written: {out}")
     print("\n" + render_markdown(result))
-    if args.readme:
-        update_readme(result)
+    if args.docs:
+        update_doc(result)
 
 
 if __name__ == "__main__":
