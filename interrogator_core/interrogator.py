@@ -133,6 +133,11 @@ class InterrogatorConfig:
         return get_target(self.target)
 
     @property
+    def grammar(self) -> prompts.PromptGrammar:
+        """How the prompts are joined: tags when the target joins tags or the caption style is tags."""
+        return prompts.PromptGrammar(tags=self.preset.join == "tags" or self.effective_caption_style == "tags")
+
+    @property
     def effective_caption_style(self) -> str:
         """``caption_style``, or the target's when None."""
         return self.caption_style or self.preset.caption_style
@@ -161,6 +166,7 @@ class Interrogator:
         self._negative_pool: Optional[LabelIndex] = None
         self._encoders: Dict[str, "Interrogator"] = {}  # extra CLIP encoders by prompt key (clip_l, ...)
         self._root: "Interrogator" = self  # the interrogator whose tree this one belongs to
+        self._grammar = self.config.grammar  # an extra encoder is told its tree's grammar (see _encoder)
         self._cache = LabelCache(self.config.cache_dir)
 
     # -- public API -----------------------------------------------------------------------------------------
@@ -218,8 +224,7 @@ class Interrogator:
         notes = list(preset.notes)
         with self._session():
             caps = self._captions(batch, captions, notes) if need["caption"] else ["" for _ in batch]
-            if self._joins_tags():
-                caps = [prompts.as_tags(c) for c in caps]
+            caps = [self._grammar.caption(c) for c in caps]
             extra: Dict[str, List[InterrogationResult]] = {}
             if not need["clip"]:
                 results = [InterrogationResult(mode=mode, positive=c, negative="", caption=c)
@@ -412,6 +417,7 @@ class Interrogator:
                           caption_style=None, caption_prompt=None)
             enc = Interrogator(cfg, self.host)
             enc._root = self._root
+            enc._grammar = self._grammar
             self._encoders[key] = enc
         return enc
 
@@ -443,11 +449,6 @@ class Interrogator:
             else:
                 out[key] = extra[key].positive if key in extra else result.positive
         return out
-
-    def _joins_tags(self) -> bool:
-        """Prompt terms are booru-style tags: the tree's target joins tags, or its caption style is tags."""
-        cfg = self._root.config
-        return cfg.preset.join == "tags" or cfg.effective_caption_style == "tags"
 
     def _indexes(self) -> List[LabelIndex]:
         return list((self._tables or {}).values()) + [p for p in (self._pool, self._negative_pool) if p is not None]
@@ -673,9 +674,9 @@ class Interrogator:
                     for n in ("mediums", "artists", "trendings", "movements")}
             flavors = tables["flavors"].top(feats, max_flavors if mode == "best" else min(max_flavors, 3))
             for i, (o, h) in enumerate(zip(out, heads)):
-                o["classic"] = prompts.truncate_to_fit(text, prompts.classic_prompt(
+                o["classic"] = prompts.truncate_to_fit(text, self._grammar.classic(
                     h, top1["mediums"][i], top1["artists"][i], top1["trendings"][i], top1["movements"][i],
-                    [l for l, _ in flavors[i]], tags=self._joins_tags()))
+                    [l for l, _ in flavors[i]]))
         if mode == "best":
             pools = self._pool.top(feats, self.config.flavor_intermediate_count)
             for i, (o, h) in enumerate(zip(out, heads)):
