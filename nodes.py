@@ -285,7 +285,7 @@ class Interrogate(io.ComfyNode):
         with _host(interrogator).node_run():
             results = interrogator.interrogate(tensor_to_pil(image), mode=mode, min_flavors=min_flavors,
                                                max_flavors=max_flavors, negative_count=negative_count,
-                                               beam_width=int(beam_width), score=False)  # no output shows it
+                                               beam_width=int(beam_width), similarities=False)  # no output shows it
         return io.NodeOutput([r.positive for r in results], [r.negative for r in results],
                              [r.caption for r in results], [r.positive_l or "" for r in results],
                              [r.negative_l or "" for r in results],

@@ -15,7 +15,7 @@ and VRAM are per side and per table size). Measured:
   and ``--small-artists`` artists beside the other lists) and ``full`` (every label, ~112k). The reference loads
   the very cache files ours wrote (same format). fast/classic: ours on a folder (one call for all images, as
   the CLI, batch tab, ComfyUI batches and the Ray stage run) and per call (one image per call); the
-  reference has only a per-image call. Ours runs with ``score=False`` there: like the reference it computes no
+  reference has only a per-image call. Ours runs with ``similarities=False`` there: like the reference it computes no
   similarity that is only reported. negative/best: one call for ``--chain-images`` images (chains run per
   image);
 * the final best-prompt and negative-prompt **similarity** of both, recomputed afterwards with the model's
@@ -203,7 +203,7 @@ def worker_modes_ours(args, paths: dict, size: str) -> dict:
     flavors = dict(min_flavors=args.min_flavors, max_flavors=args.max_flavors)
     out: dict = {"folder": {}, "per_call": {}, "prompts": {}}
     for mode in ("fast", "classic"):
-        kw = dict(mode=mode, negative_count=0, score=False, **flavors)  # the reference builds neither
+        kw = dict(mode=mode, negative_count=0, similarities=False, **flavors)  # the reference builds neither
         res, s = _timed(args.device, lambda: ci.interrogate(images, **kw))
         out["folder"][mode] = s / len(images)
         _, s = _timed(args.device, lambda: [ci.interrogate([im], **kw) for im in images])

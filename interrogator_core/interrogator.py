@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import logging
-import operator
 import os
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -24,70 +24,17 @@ from .labels import TABLE_NAMES, builtin_labels, read_blocklist, user_tables
 from .result import AnalyzeResult, InterrogationResult, RoundTripScore
 from .tables import LabelIndex
 from .targets import CUSTOM, T5, TargetPreset, get_target, target_clip_model
-from .textenc import MAX_BEAM_WIDTH
+from .request import (DEFAULT_MIN_FLAVORS, MODES, Request, check_request, flag, list_modes,  # noqa: F401
+                      whole_number)
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-#: Modes: what each needs. "caption" needs no CLIP; "negative" needs no caption model.
-MODES: Dict[str, Dict[str, bool]] = {
-    "best": {"caption": True, "clip": True},
-    "classic": {"caption": True, "clip": True},
-    "fast": {"caption": True, "clip": True},
-    "negative": {"caption": False, "clip": True},
-    "caption": {"caption": True, "clip": False},
-}
-
 #: max new tokens of a caption per style when ``caption_max_length`` is None (a paragraph needs room)
 CAPTION_TOKENS: Dict[str, int] = {"short": 32, "detailed": 256, "tags": 128}
 #: ... and with a free instruction (``caption_prompt``)
 INSTRUCTION_TOKENS = 256
-
-
-def list_modes() -> List[str]:
-    return list(MODES)
-
-
-def whole_number(name: str, value: Any, minimum: int = 0, maximum: Optional[int] = None) -> int:
-    """``value`` of the setting ``name`` as an int within ``[minimum, maximum]``.
-
-    Hosts hand over widget values, so ints, whole floats (``8.0`` from a slider) and digit strings (``"8"``)
-    are converted; anything else (``"eight"``, ``8.5``, ``True``, ``None``) or a value out of bounds raises a
-    ValueError naming the setting and its bounds.
-    """
-    bounds = f"a whole number from {minimum}" + (f" to {maximum}" if maximum is not None else " up")
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        if isinstance(value, str):
-            number = int(value.strip())
-        elif isinstance(value, float):
-            if not value.is_integer():
-                raise TypeError
-            number = int(value)
-        else:
-            number = operator.index(value)  # int, numpy/torch integer scalars
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be {bounds}, got {value!r}") from None
-    if number < minimum or (maximum is not None and number > maximum):
-        raise ValueError(f"{name} must be {bounds}, got {value!r}")
-    return number
-
-
-def _flag(name: str, value: Any) -> bool:
-    """A yes/no setting: a bool, 0/1, or "true"/"false"/"yes"/"no"/"on"/"off"/"1"/"0" (any case)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
-        return value.strip().lower() in ("true", "yes", "on", "1")
-    raise ValueError(f"{name} must be true or false, got {value!r}")
-
-
-#: ``min_flavors`` when the caller sets none (capped at ``max_flavors``)
-DEFAULT_MIN_FLAVORS = 8
 
 
 def eta_text(done: int, total: int, elapsed: float) -> str:
@@ -99,29 +46,6 @@ def eta_text(done: int, total: int, elapsed: float) -> str:
     h, rest = divmod(left, 3600)
     m, sec = divmod(rest, 60)
     return f"ETA {h}h{m:02d}m" if h else f"ETA {m}m{sec:02d}s" if m else f"ETA {sec}s"
-
-
-def check_request(mode: Any, min_flavors: Any, max_flavors: Any, negative_count: Any,
-                  beam_width: Any, min_default: Any = DEFAULT_MIN_FLAVORS) -> Tuple[str, int, int, int, int]:
-    """The validated arguments of :meth:`Interrogator.interrogate` (the one place they are checked).
-
-    ``mode`` must be in ``list_modes()`` (else UnknownNameError); the counts are whole numbers >= 0 (see
-    :func:`whole_number`), ``min_flavors`` at most ``max_flavors`` (None: ``min_default`` — a host's setting,
-    else :data:`DEFAULT_MIN_FLAVORS` — capped at ``max_flavors``: a default never contradicts an explicit max),
-    ``beam_width`` from 1 to :data:`MAX_BEAM_WIDTH`.
-    """
-    if not isinstance(mode, str) or mode not in MODES:
-        raise UnknownNameError("mode", mode, MODES)
-    max_flavors = whole_number("max_flavors", max_flavors, 0)
-    if min_flavors is None:  # not set: the default, capped at max_flavors
-        min_flavors = min(whole_number("min_flavors", min_default, 0), max_flavors)
-    min_flavors = whole_number("min_flavors", min_flavors, 0)
-    negative_count = whole_number("negative_count", negative_count, 0)
-    beam_width = whole_number("beam_width", beam_width, 1, MAX_BEAM_WIDTH)
-    if min_flavors > max_flavors:
-        raise ValueError(f"min_flavors ({min_flavors}) is larger than max_flavors ({max_flavors}); lower "
-                         f"min_flavors to at most {max_flavors} or raise max_flavors")
-    return mode, min_flavors, max_flavors, negative_count, beam_width
 
 
 @dataclass
@@ -182,8 +106,8 @@ class InterrogatorConfig:
         self.offload = OffloadPolicy.parse(self.offload)
         preset = get_target(self.target)
         self.clip_model = target_clip_model(self.target, self.clip_model)
-        self.sdxl_dual = _flag("sdxl_dual", self.sdxl_dual)
-        self.trust_remote_code = _flag("trust_remote_code", self.trust_remote_code)
+        self.sdxl_dual = flag("sdxl_dual", self.sdxl_dual)
+        self.trust_remote_code = flag("trust_remote_code", self.trust_remote_code)
         if self.sdxl_dual and not preset.extras_need_dual:
             raise ValueError(f"sdxl_dual needs target='sdxl' (target is {self.target!r}); "
                              "turn sdxl_dual off or pick target sdxl")
@@ -207,6 +131,11 @@ class InterrogatorConfig:
     def preset(self) -> TargetPreset:
         """The target's profile (``targets.get_target(target)``)."""
         return get_target(self.target)
+
+    @property
+    def grammar(self) -> prompts.PromptGrammar:
+        """How the prompts are joined: tags when the target joins tags or the caption style is tags."""
+        return prompts.PromptGrammar(tags=self.preset.join == "tags" or self.effective_caption_style == "tags")
 
     @property
     def effective_caption_style(self) -> str:
@@ -237,6 +166,7 @@ class Interrogator:
         self._negative_pool: Optional[LabelIndex] = None
         self._encoders: Dict[str, "Interrogator"] = {}  # extra CLIP encoders by prompt key (clip_l, ...)
         self._root: "Interrogator" = self  # the interrogator whose tree this one belongs to
+        self._grammar = self.config.grammar  # an extra encoder is told its tree's grammar (see _encoder)
         self._cache = LabelCache(self.config.cache_dir)
 
     # -- public API -----------------------------------------------------------------------------------------
@@ -250,7 +180,8 @@ class Interrogator:
         negative_count: int = 16,
         captions: Optional[Sequence[Optional[str]]] = None,
         beam_width: int = 1,
-        score: bool = True,
+        similarities: bool = True,
+        score: Optional[bool] = None,
     ) -> List[InterrogationResult]:
         """One :class:`InterrogationResult` per image (positive, negative, caption, similarities, and the
         target's prompts by encoder name in ``prompts``).
@@ -266,15 +197,23 @@ class Interrogator:
             captions: optional captions to use instead of generating them (None entries are generated).
             beam_width: prompts kept per chain step, 1 to ``MAX_BEAM_WIDTH`` (1: greedy, clip-interrogator's
                 chain); k > 1 is never worse than greedy and costs about k times the chain.
-            score: also compute ``similarity``/``negative_similarity`` where that costs an extra text encode: the
-                fast and classic prompts and their negatives (False leaves them None; best and negative mode know
-                their similarities from the chain at no cost).
+            similarities: also compute ``similarity``/``negative_similarity`` where that costs an extra text
+                encode: the fast and classic prompts and their negatives (False leaves them None; best and
+                negative mode know their similarities from the chain at no cost).
+            score: deprecated name of ``similarities`` (not :meth:`score`, the round-trip score).
 
         Clip prompts fit their encoder's 77-token window (the caption's head starts them); the ``t5`` prompt is
         the full caption. In caption mode every prompt is the caption as written (no CLIP runs).
         """
-        mode, min_flavors, max_flavors, negative_count, beam_width = check_request(
-            mode, min_flavors, max_flavors, negative_count, beam_width)
+        if score is not None:
+            warnings.warn("interrogate(score=...) is deprecated: use similarities=... (score() is the round-trip "
+                          "score)", DeprecationWarning, stacklevel=2)
+            if similarities is not True and bool(similarities) != bool(score):
+                raise ValueError(f"similarities={similarities!r} and its old name score={score!r} disagree; "
+                                 "pass similarities only")
+            similarities = score
+        request = Request.make(mode, min_flavors, max_flavors, negative_count, beam_width, similarities)
+        mode, min_flavors, max_flavors, negative_count, beam_width = request.as_tuple()
         if mode == "caption" and not self.config.caption_model:
             raise InterrogatorError("mode 'caption' needs a caption model but caption_model is None; set one "
                                     "(e.g. blip-large) or use another mode")
@@ -285,8 +224,7 @@ class Interrogator:
         notes = list(preset.notes)
         with self._session():
             caps = self._captions(batch, captions, notes) if need["caption"] else ["" for _ in batch]
-            if self._joins_tags():
-                caps = [prompts.as_tags(c) for c in caps]
+            caps = [self._grammar.caption(c) for c in caps]
             extra: Dict[str, List[InterrogationResult]] = {}
             if not need["clip"]:
                 results = [InterrogationResult(mode=mode, positive=c, negative="", caption=c)
@@ -294,14 +232,14 @@ class Interrogator:
             else:
                 feats = self._image_features(batch)
                 results = self._build(mode, feats, caps, min_flavors, max_flavors, negative_count, beam_width,
-                                      preset.negative, score)
+                                      preset.negative, request.similarities)
                 for key, model in preset.extras(self.config.sdxl_dual):
                     if mode == "negative" and not preset.extra_negatives:
                         continue  # extra encoders give positives only: nothing to build
                     extra[key] = self._encoder(key, model).interrogate(
                         batch, mode, min_flavors=min_flavors, max_flavors=max_flavors,
                         negative_count=negative_count if preset.extra_negatives else 0, captions=caps,
-                        beam_width=beam_width, score=score)
+                        beam_width=beam_width, similarities=request.similarities)
         for i, (im, r) in enumerate(zip(batch, results)):
             r.source = describe(im, i)
             r.notes = list(notes)
@@ -479,6 +417,7 @@ class Interrogator:
                           caption_style=None, caption_prompt=None)
             enc = Interrogator(cfg, self.host)
             enc._root = self._root
+            enc._grammar = self._grammar
             self._encoders[key] = enc
         return enc
 
@@ -510,11 +449,6 @@ class Interrogator:
             else:
                 out[key] = extra[key].positive if key in extra else result.positive
         return out
-
-    def _joins_tags(self) -> bool:
-        """Prompt terms are booru-style tags: the tree's target joins tags, or its caption style is tags."""
-        cfg = self._root.config
-        return cfg.preset.join == "tags" or cfg.effective_caption_style == "tags"
 
     def _indexes(self) -> List[LabelIndex]:
         return list((self._tables or {}).values()) + [p for p in (self._pool, self._negative_pool) if p is not None]
@@ -655,9 +589,9 @@ class Interrogator:
 
     def _build(self, mode: str, feats: torch.Tensor, captions: List[str], min_flavors: int, max_flavors: int,
                negative_count: int, beam_width: int = 1, negative: bool = True,
-               score: bool = True) -> List[InterrogationResult]:
+               similarities: bool = True) -> List[InterrogationResult]:
         """Both prompts of each image from its normalized features [B, D] (``negative`` False: no negative
-        prompt; ``score`` False: no similarity that only the result reports). The caption's head that fits the
+        prompt; ``similarities`` False: no similarity that only the result reports). The caption's head that fits the
         window starts the positive; the caption stays whole.
 
         Work that is the same for every image runs once for the batch: one matrix product ranks the tables for
@@ -674,9 +608,9 @@ class Interrogator:
         negs = [""] * n
         if count > 0:
             negs = self._negatives(mode, feats, min(min_flavors, count), count, beam_width, known)
-        # best mode picks its positive by similarity; the rest is only reported, so ``score`` decides
+        # best mode picks its positive by similarity; the rest is only reported, so ``similarities`` decides
         picked = [p for o in options for p in o.values()] if mode == "best" else []
-        reported = [o.get(mode, "") for o in options] + negs if score else []
+        reported = [o.get(mode, "") for o in options] + negs if similarities else []
         sim = self._scorer(feats, picked + reported, known)
         results = []
         for i in range(n):
@@ -687,11 +621,11 @@ class Interrogator:
                 if candidates:
                     key = max(candidates, key=candidates.__getitem__)
                     positive, similarity = cands[key], candidates[key]
-            elif positive and (score or positive in known[i]):
+            elif positive and (similarities or positive in known[i]):
                 similarity = sim(i, positive)
             results.append(InterrogationResult(
                 mode=mode, positive=positive, negative=negs[i], caption=captions[i], similarity=similarity,
-                negative_similarity=sim(i, negs[i]) if negs[i] and (score or negs[i] in known[i]) else None,
+                negative_similarity=sim(i, negs[i]) if negs[i] and (similarities or negs[i] in known[i]) else None,
                 candidates=candidates))
         return results
 
@@ -740,9 +674,9 @@ class Interrogator:
                     for n in ("mediums", "artists", "trendings", "movements")}
             flavors = tables["flavors"].top(feats, max_flavors if mode == "best" else min(max_flavors, 3))
             for i, (o, h) in enumerate(zip(out, heads)):
-                o["classic"] = prompts.truncate_to_fit(text, prompts.classic_prompt(
+                o["classic"] = prompts.truncate_to_fit(text, self._grammar.classic(
                     h, top1["mediums"][i], top1["artists"][i], top1["trendings"][i], top1["movements"][i],
-                    [l for l, _ in flavors[i]], tags=self._joins_tags()))
+                    [l for l, _ in flavors[i]]))
         if mode == "best":
             pools = self._pool.top(feats, self.config.flavor_intermediate_count)
             for i, (o, h) in enumerate(zip(out, heads)):

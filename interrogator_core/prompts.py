@@ -18,7 +18,7 @@ import torch
 from .textenc import MAX_BEAM_WIDTH, TextEncoder
 
 SEPARATOR = ", "
-__all__ = ["MAX_BEAM_WIDTH", "SEPARATOR", "ChainResult", "argmax_label", "as_tags", "chain", "classic_prompt",
+__all__ = ["MAX_BEAM_WIDTH", "SEPARATOR", "ChainResult", "PromptGrammar", "argmax_label", "as_tags", "chain", "classic_prompt",
            "fits", "join_fitting", "similarities", "truncate_to_fit"]
 
 
@@ -173,6 +173,23 @@ def classic_prompt(caption: str, medium: str, artist: str, trending: str, moveme
     else:
         head = [caption, f"{medium} {artist}"]
     return SEPARATOR.join(p for p in (*(h.strip() for h in head), trending, movement, *flavors) if p)
+
+
+@dataclass(frozen=True)
+class PromptGrammar:
+    """How a target's prompts join caption, ranked terms and tags; each CLIP encoder is told it (it never reads
+    the target itself). ``tags``: booru-style tags (the caption as tags, classic terms each a tag of its own)."""
+
+    tags: bool = False
+
+    def caption(self, text: str) -> str:
+        """A caption as the prompts start from it."""
+        return as_tags(text) if self.tags else text
+
+    def classic(self, caption: str, medium: str, artist: str, trending: str, movement: str,
+                flavors: Sequence[str]) -> str:
+        """clip-interrogator's classic layout in this grammar (see :func:`classic_prompt`)."""
+        return classic_prompt(caption, medium, artist, trending, movement, flavors, tags=self.tags)
 
 
 def argmax_label(pairs: Sequence[Tuple[str, float]]) -> str:

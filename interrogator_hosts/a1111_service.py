@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 from interrogator_core import (AnalyzeResult, InterrogationResult, Interrogator, InterrogatorConfig,
                                OffloadPolicy, RoundTripScore)
-from interrogator_core.interrogator import check_request
+from interrogator_core.request import check_request
 from interrogator_core.caption import check_family_supported, resolve_caption_model
 from interrogator_core.clip import resolve_clip
 from interrogator_core.targets import CUSTOM

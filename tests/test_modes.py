@@ -182,7 +182,7 @@ def test_reported_similarities_are_the_prompts_and_score_off_skips_only_extra_en
 
     ci = make_interrogator()
     scored = ci.interrogate(images, mode=mode, max_flavors=4, negative_count=4)
-    bare = ci.interrogate(images, mode=mode, max_flavors=4, negative_count=4, score=False)
+    bare = ci.interrogate(images, mode=mode, max_flavors=4, negative_count=4, similarities=False)
     text = ci._clip.text
     feats = ci._image_features(ci._prepare(images))
     for i, (r, b) in enumerate(zip(scored, bare)):

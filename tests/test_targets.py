@@ -9,7 +9,7 @@ from open_clip.tokenizer import SimpleTokenizer
 import interrogator_core.interrogator as engine
 from interrogator_core import (MAX_BEAM_WIDTH, InterrogatorConfig, StandaloneHost, UnknownNameError, get_target,
                                list_targets)
-from interrogator_core.interrogator import check_request
+from interrogator_core.request import check_request
 from interrogator_core.targets import CLIP_G, CLIP_H, CLIP_L, NO_NEGATIVE_NOTE
 
 BPE = SimpleTokenizer()
