@@ -103,3 +103,99 @@ def test_an_image_a_processor_refuses_is_an_image_error_naming_its_size(captione
     cap = captioner("qwen2_5_vl")
     with pytest.raises(ImageError, match=r"250x1: cannot be prepared for caption model .*aspect ratio"):
         cap.generate([_tiny(1, 250)], max_new_tokens=4)
+
+
+# --- the one image edge (issue 18 item 3) -----------------------------------------------------------------------
+def _png(im: Image.Image) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_every_host_input_kind_becomes_the_same_core_image(tmp_path):
+    from interrogator_core import is_rgb_image, load_images, load_rgb
+    from interrogator_hosts.comfyui import tensor_to_pil
+
+    rgb = np.random.default_rng(5).integers(0, 256, (6, 9, 3), dtype=np.uint8)
+    (tmp_path / "a.png").write_bytes(_png(Image.fromarray(rgb)))
+    comfy = torch.from_numpy(rgb.astype(np.float32) / 255.0)[None]  # ComfyUI IMAGE [B, H, W, C] in 0..1
+    kinds = {"pil": Image.fromarray(rgb).convert("RGBA"), "path": tmp_path / "a.png", "str": str(tmp_path / "a.png"),
+             "bytes": _png(Image.fromarray(rgb)), "numpy": rgb, "numpy_float": rgb / 255.0,
+             "torch_chw": torch.from_numpy(rgb).permute(2, 0, 1)}
+    out = {k: load_rgb(v) for k, v in kinds.items()}
+    out["comfy_edge"] = load_images(comfy, channels_last=True, name="IMAGE")[0]
+    out["comfy_host"] = tensor_to_pil(comfy)[0]
+    for kind, im in out.items():
+        assert is_rgb_image(im) and np.array_equal(np.asarray(im), rgb), kind
+
+
+def test_an_image_already_converted_is_passed_through_not_copied(tmp_path):
+    from interrogator_core import is_rgb_image, load_images, load_rgb
+
+    path = tmp_path / "a.png"
+    Image.new("RGB", (5, 4), (10, 20, 30)).save(path)
+    opened = Image.open(path)  # an RGB file, read lazily: not the core's image yet
+    assert not is_rgb_image(opened)
+    core = load_rgb(opened)
+    assert core is not opened and is_rgb_image(core)
+    assert load_rgb(core) is core
+    assert all(a is b for a, b in zip(load_images([core, core]), [core, core]))
+    made = Image.new("RGB", (3, 2))  # an in-memory RGB image already is one
+    assert load_rgb(made) is made
+    for not_yet in (Image.new("RGBA", (3, 2)), Image.new("L", (3, 2))):
+        assert load_rgb(not_yet) is not not_yet
+    rotated = Image.new("RGB", (4, 2), (1, 2, 3))  # EXIF orientation 6 (rotate 90 degrees) still to apply
+    exif = rotated.getexif()
+    exif[0x0112] = 6
+    rotated.info["exif"] = exif.tobytes()
+    upright = load_rgb(rotated)
+    assert upright is not rotated and upright.size == (2, 4) and is_rgb_image(upright)
+
+
+def test_the_pipeline_does_not_convert_a_core_image_again(make_interrogator, monkeypatch):
+    """What reaches the caption model is the caller's core image itself (one conversion, at the edge).
+    Inside: the caption stage's input is not public, so the test spies on Captioner.generate."""
+    from interrogator_core import caption as caption_module, load_rgb
+
+    seen = []
+    real = caption_module.Captioner.generate
+
+    def spy(self, images, *args, **kwargs):
+        seen.extend(images)
+        return real(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(caption_module.Captioner, "generate", spy)
+    core = load_rgb(np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    make_interrogator().caption([core])
+    assert len(seen) == 1 and seen[0] is core
+
+
+@pytest.mark.parametrize("size", [(1, 7), (3, 5), (3, 3), (2, 2), (4, 4)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_comfyui_images_are_read_channels_last_whatever_their_height(size):
+    """A ComfyUI IMAGE says its layout ([B, H, W, C]): a 3-pixel-tall one is not guessed channels-first."""
+    from interrogator_hosts.comfyui import tensor_to_pil
+
+    h, w = size
+    rgb = np.random.default_rng(h * 10 + w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    (im,) = tensor_to_pil(torch.from_numpy(rgb.astype(np.float32) / 255.0)[None])
+    assert im.size == (w, h) and np.array_equal(np.asarray(im), rgb)
+
+
+def test_one_nan_rule_and_one_error_for_every_input_kind():
+    from interrogator_core import load_images
+    from interrogator_hosts.comfyui import tensor_to_pil
+
+    values = np.full((4, 5, 3), 0.5, np.float32)
+    values[1, 1, 0] = np.nan
+    values[2, 3, 2] = np.inf
+    messages = set()
+    for convert in (lambda: load_images(values), lambda: load_images(torch.from_numpy(values), channels_last=True),
+                    lambda: load_images(torch.from_numpy(values).half(), channels_last=True),
+                    lambda: tensor_to_pil(torch.from_numpy(values)[None]),
+                    lambda: load_images(Image.fromarray(values[..., 0]))):  # a float ("F") PIL image
+        with pytest.raises(ImageError) as e:
+            convert()
+        messages.add(e.value.reason.split(" (of")[0])
+    assert messages == {"has 2 NaN or infinite pixel values", "has 1 NaN or infinite pixel values"}
