@@ -14,6 +14,7 @@ from .clip import list_clip_models
 from .errors import (DeviceOutOfMemoryError, ImageError, InterrogatorError, Interrupted, ModelLoadError,
                      ModelNotFoundError, UnknownNameError)
 from .host import HostAdapter, ModelHandle, OffloadPolicy, StandaloneHost
+from .images import MAX_PIXELS, ImageInput, RGBImage, is_rgb_image, load_images, load_rgb
 from .interrogator import MODES, Interrogator, InterrogatorConfig, list_modes
 from .labels import TABLE_NAMES
 from .result import AnalyzeResult, InterrogationResult, RoundTripScore
@@ -29,4 +30,5 @@ __all__ = [
     "StandaloneHost", "TABLE_NAMES", "UnknownNameError", "cache_file_name", "default_cache_dir", "label_hash",
     "list_caption_models", "list_caption_styles", "list_clip_models", "list_modes", "RoundTripScore", "TARGETS",
     "TargetPreset", "list_targets", "get_target", "MAX_BEAM_WIDTH", "NO_CAPTION",
+    "ImageInput", "MAX_PIXELS", "RGBImage", "is_rgb_image", "load_images", "load_rgb",
 ]

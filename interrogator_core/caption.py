@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
-from .errors import InterrogatorError, ModelLoadError, ModelNotFoundError, UnknownNameError
+from .errors import ImageError, InterrogatorError, ModelLoadError, ModelNotFoundError, UnknownNameError
 from .host import ModelHandle
 
 log = logging.getLogger(__name__)
@@ -253,6 +254,21 @@ def _styles_for(name: str, source: str, family: str) -> Tuple[str, ...]:
 
 _THINK = re.compile(r"^\s*<think>.*?</think>", re.S)
 
+#: The channel layout images reach every image processor in, said explicitly (``input_data_format``).
+CHANNELS_FIRST = "channels_first"
+
+
+def channels_first(images: Sequence[Image.Image]) -> List[np.ndarray]:
+    """The images as uint8 C x H x W arrays (C = 3), the layout handed to every caption image processor.
+
+    Left to guess, transformers' processors read an H x W x 3 array whose height is 1 or 3 as channels-first (a
+    1-pixel-tall image is refused, a 3-pixel-tall one read with its rows as channels). C x H x W with C = 3 is
+    the layout every version's guess gets right (its first check is the first axis), so transformers versions
+    that ignore ``input_data_format`` (4.30) read it right too; the newer ones are told.
+    """
+    return [np.asarray(im if im.mode == "RGB" else im.convert("RGB")).transpose(2, 0, 1).copy()
+            for im in images]
+
 
 class Captioner:
     """A loaded caption model and its processor.
@@ -334,16 +350,29 @@ class Captioner:
         fam = FAMILIES[self.family]
         module = self.handle.module
         p = next(module.parameters())
-        if fam.prompting == "none":
-            inputs = self.processor(images=list(images), return_tensors="pt")
+        pixels = channels_first(images)
+        if fam.prompting == "none":  # the image alone: straight to the image processor
+            image_processor = getattr(self.processor, "image_processor", self.processor)
+            inputs = self._prepare(images, image_processor, images=pixels, return_tensors="pt",
+                                   input_data_format=CHANNELS_FIRST)
             return {"pixel_values": inputs["pixel_values"].to(p.device, p.dtype)}, ["" for _ in images]
-        images = [im if im.mode == "RGB" else im.convert("RGB") for im in images]
         texts = [prompt if fam.prompting == "task" else self._chat_text(prompt)] * len(images)
         kwargs = {"padding": True} if fam.decoder_only else {}
-        inputs = self.processor(text=texts, images=images, return_tensors="pt", **kwargs)
+        inputs = self._prepare(images, self.processor, text=texts, images=pixels, return_tensors="pt",
+                               input_data_format=CHANNELS_FIRST, **kwargs)
         moved = {k: (v.to(p.device, p.dtype) if v.is_floating_point() else v.to(p.device))
                  for k, v in inputs.items() if isinstance(v, torch.Tensor) and k != "token_type_ids"}
         return moved, texts
+
+    def _prepare(self, originals: Sequence[Image.Image], processor: Any, **kwargs: Any) -> Any:
+        """``processor(**kwargs)``; a processor that refuses the images (e.g. Qwen-VL's aspect-ratio limit) is an
+        :class:`ImageError` naming their sizes and the model, not a traceback."""
+        try:
+            return processor(**kwargs)
+        except ValueError as e:
+            sizes = ", ".join(f"{im.width}x{im.height}" for im in originals)
+            raise ImageError(sizes if len(originals) == 1 else f"batch ({sizes})",
+                             f"cannot be prepared for caption model {self.name} ({self.family}): {e}") from e
 
     # --- generation ------------------------------------------------------------------------------------------
     @torch.inference_mode()

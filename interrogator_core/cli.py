@@ -14,7 +14,6 @@ from .caption import list_caption_styles
 from .errors import InterrogatorError
 from .fileio import RecordFile, writable_dir_problem
 from .host import OffloadPolicy, StandaloneHost, device_problem
-from .images import open_image
 from .interrogator import MODES, Interrogator, InterrogatorConfig
 from .targets import list_targets
 
@@ -254,7 +253,7 @@ def _analyze(ci: Interrogator, a: argparse.Namespace) -> int:
     failed = 0
     for f in collect_images(a.inputs, not a.no_recursive):
         try:
-            r = ci.analyze([open_image(f)], top_n=a.top, with_caption=bool(ci.config.caption_model))[0]
+            r = ci.analyze([f], top_n=a.top, with_caption=bool(ci.config.caption_model))[0]
         except InterrogatorError as e:
             print(f"failed: {f}: {e}", file=sys.stderr)
             failed += 1

@@ -1,14 +1,23 @@
-"""Input images: open files safely, accept in-memory images of the usual kinds, and bring each to 8-bit RGB.
+"""The image edge: every host's input becomes the core's one image type here, once.
 
-Accepted inputs (:data:`ACCEPTED`): PIL images of any mode, file paths, encoded image bytes, numpy arrays and
-torch tensors. Pixel values are scaled by their type's range, never by the image's own minimum/maximum (a
-dark image stays dark):
+The core's image type (:data:`RGBImage`, tested by :func:`is_rgb_image`) is an 8-bit RGB ``PIL.Image.Image`` held
+in memory (not a lazily read file), one frame, upright (no EXIF orientation left to apply), with 1 to
+:data:`MAX_PIXELS` pixels. :func:`load_images` (a list, one image, or a batch) and :func:`load_rgb` (one image)
+turn what a host has into it -- PIL images of any mode, file paths, encoded image bytes, numpy arrays, torch
+tensors (a ComfyUI ``IMAGE`` is a float [B, H, W, C] batch: pass ``channels_last=True``) -- and hand an image
+that already is one back as it is (no copy), so the pipeline never converts twice. Every failure is an
+:class:`ImageError` naming the image.
+
+Pixel values are scaled by their type's range, never by the image's own minimum/maximum (a dark image stays
+dark):
 
 * 8-bit modes as they are; 16-bit modes (``I;16``, ``I;16B``, ``I;16L``, ``I;16N``) and ``I`` (what Pillow
   uses for 16-bit PNG/PGM) as 0–65535; ``F`` (32-bit float) as 0–1, values outside clipped;
 * arrays/tensors: ``uint8`` 0–255, ``uint16`` 0–65535, ``bool``, floats 0–1 (clipped). Shapes H×W, H×W×C,
-  C×H×W (C = 1, 2, 3 or 4; an ambiguous shape is H×W×C for numpy, C×H×W for torch), and a 4-D batch;
-* NaN or infinite values are refused with an :class:`ImageError` (replace them, e.g. ``numpy.nan_to_num``).
+  C×H×W (C = 1, 2, 3 or 4) and a 4-D batch; ``channels_last`` says which, else an ambiguous shape is H×W×C for
+  numpy, C×H×W for torch;
+* NaN or infinite values are refused (the one rule, :func:`check_finite`): replace them, e.g.
+  ``numpy.nan_to_num``, or fix what produced the image.
 """
 from __future__ import annotations
 
@@ -20,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, List, Optional, Set, Tuple, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
@@ -32,6 +41,8 @@ ACCEPTED = ("a PIL image, a file path, encoded image bytes, a numpy array (HxW, 
             "uint16, bool or float 0-1) or a torch tensor of those shapes, or a list of these")
 
 ImageInput = Union[Image.Image, str, "os.PathLike[str]", bytes, Any]
+#: The core's image type: an in-memory, upright, one-frame, 8-bit RGB PIL image (see :func:`is_rgb_image`).
+RGBImage = Image.Image
 
 _HIGH_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -46,6 +57,31 @@ def describe(image: ImageInput, index: int) -> str:
     return f"#{index}"
 
 
+def check_finite(values: np.ndarray, source: str) -> None:
+    """The one NaN/range rule: float pixels must be finite (values outside 0..1 are clipped, NaN or infinity
+    is refused with an :class:`ImageError` counting them), so a broken image never becomes a plausible one."""
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = int(values.size - np.count_nonzero(finite))
+        raise ImageError(source, f"has {bad} NaN or infinite pixel values (of {values.size}): replace them (e.g. "
+                                 "numpy.nan_to_num) or fix what produced the image (a VAE decode in fp16 often "
+                                 "does: decode in fp32, e.g. ComfyUI's --fp32-vae); an interrogation of it would "
+                                 "be garbage")
+
+
+def is_rgb_image(image: Any) -> bool:
+    """True when ``image`` already is the core's image type (:data:`RGBImage`): then the edge passes it through
+    unchanged, the same object."""
+    if not isinstance(image, Image.Image) or isinstance(image, ImageFile.ImageFile) or image.mode != "RGB":
+        return False
+    if not 0 < image.width * image.height <= MAX_PIXELS or getattr(image, "is_animated", False):
+        return False
+    try:
+        return image.getexif().get(0x0112, 1) == 1  # no EXIF orientation left to apply
+    except Exception:  # noqa: BLE001 - unreadable EXIF: let the conversion decide
+        return False
+
+
 def _to_8bit(values: np.ndarray, source: str) -> np.ndarray:
     """uint8 pixels from an array of any supported dtype, scaled by the dtype's range."""
     if values.dtype == np.uint8:
@@ -54,9 +90,7 @@ def _to_8bit(values: np.ndarray, source: str) -> np.ndarray:
         return values.astype(np.uint8) * 255
     if np.issubdtype(values.dtype, np.floating):
         values = values.astype(np.float32)
-        if not np.isfinite(values).all():
-            raise ImageError(source, "has NaN or infinite pixel values; replace them (e.g. numpy.nan_to_num) "
-                                     "or fix what produced the image")
+        check_finite(values, source)
         return np.round(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8)
     if values.dtype == np.uint16:
         return np.round(values.astype(np.float32) / 257.0).astype(np.uint8)
@@ -65,8 +99,11 @@ def _to_8bit(values: np.ndarray, source: str) -> np.ndarray:
 
 
 def to_rgb(image: Image.Image, source: str = "image") -> Image.Image:
-    """First frame, EXIF orientation applied, transparency flattened on white, high bit depths scaled to 8 bits
-    by their range (see the module notes); any PIL mode."""
+    """The core's image (:data:`RGBImage`) from a PIL image of any mode: first frame, EXIF orientation applied,
+    transparency flattened on white, high bit depths scaled to 8 bits by their range (see the module notes).
+    An image that already is one is returned as it is (no copy)."""
+    if is_rgb_image(image):
+        return image
     try:
         if getattr(image, "is_animated", False):
             image.seek(0)
@@ -147,13 +184,20 @@ def open_image(path: Union[str, "os.PathLike[str]"]) -> Image.Image:
     return _decode(p, str(p))
 
 
-def _array_layout(values: np.ndarray, channels_first: bool, source: str) -> np.ndarray:
-    """An H×W or H×W×C array from H×W, H×W×C or C×H×W."""
+def _array_layout(values: np.ndarray, channels_first: bool, source: str,
+                  channels_last: Optional[bool] = None) -> np.ndarray:
+    """An H×W or H×W×C array from H×W, H×W×C or C×H×W (``channels_last``: True H×W×C, False C×H×W, None: guess,
+    C×H×W first when ``channels_first``)."""
     if values.ndim == 2:
         return values
     if values.ndim != 3:
         raise ImageError(source, f"has shape {tuple(values.shape)}; expected HxW, HxWxC or CxHxW (C = 1-4)")
     last, first = values.shape[-1] in (1, 2, 3, 4), values.shape[0] in (1, 2, 3, 4)
+    if channels_last is not None:  # said explicitly: no guess
+        if not (last if channels_last else first):
+            layout = "HxWxC" if channels_last else "CxHxW"
+            raise ImageError(source, f"has shape {tuple(values.shape)}; expected {layout} (C = 1-4)")
+        last, first, channels_first = channels_last, not channels_last, not channels_last
     if first and (channels_first or not last):
         values = np.moveaxis(values, 0, -1)
     elif not last:
@@ -161,8 +205,9 @@ def _array_layout(values: np.ndarray, channels_first: bool, source: str) -> np.n
     return values[..., 0] if values.shape[-1] == 1 else values
 
 
-def from_array(values: Any, source: str = "array") -> Image.Image:
-    """A numpy array or torch tensor (one image: H×W, H×W×C or C×H×W) as an RGB image."""
+def from_array(values: Any, source: str = "array", channels_last: Optional[bool] = None) -> Image.Image:
+    """A numpy array or torch tensor (one image: H×W, H×W×C or C×H×W; ``channels_last`` says which) as an RGB
+    image."""
     torch = sys.modules.get("torch")
     channels_first = False
     if torch is not None and isinstance(values, torch.Tensor):
@@ -172,7 +217,7 @@ def from_array(values: Any, source: str = "array") -> Image.Image:
     values = np.asarray(values)
     if values.size == 0:
         raise ImageError(source, f"has no pixels (shape {tuple(values.shape)})")
-    values = _array_layout(values, channels_first, source)
+    values = _array_layout(values, channels_first, source, channels_last)
     # uint8 H×W / H×W×2 / H×W×3 / H×W×4 → Pillow's L / LA / RGB / RGBA
     return to_rgb(Image.fromarray(np.ascontiguousarray(_to_8bit(values, source))), source)
 
@@ -182,9 +227,11 @@ def _is_array(image: Any) -> bool:
     return isinstance(image, np.ndarray) or (torch is not None and isinstance(image, torch.Tensor))
 
 
-def load_rgb(image: ImageInput, index: int = 0, source: Optional[str] = None) -> Image.Image:
-    """One image of any accepted kind (see :data:`ACCEPTED`) as RGB, or :class:`ImageError` saying why not
-    (naming ``source``, default ``#index``)."""
+def load_rgb(image: ImageInput, index: int = 0, source: Optional[str] = None, *,
+             channels_last: Optional[bool] = None) -> Image.Image:
+    """One image of any accepted kind (see :data:`ACCEPTED`) as the core's image (:data:`RGBImage`; one that
+    already is one comes back as it is), or :class:`ImageError` saying why not (naming ``source``, default
+    ``#index``). ``channels_last``: the layout of an array/tensor (True H×W×C, False C×H×W, None: guess)."""
     name = source or f"#{index}"
     if isinstance(image, Image.Image):
         return to_rgb(image, source or describe(image, index))
@@ -196,12 +243,21 @@ def load_rgb(image: ImageInput, index: int = 0, source: Optional[str] = None) ->
             raise ImageError(name, "is empty (0 bytes)")
         return _decode(io.BytesIO(data), source or f"#{index} (bytes)")
     if _is_array(image):
-        return from_array(image, name)
+        return from_array(image, name, channels_last)
     raise ImageError(name, f"is {'None' if image is None else type(image).__name__}; accepted: {ACCEPTED}")
 
 
-def load_images(images: Any) -> List[Image.Image]:
-    """One image or a list of them (a 4-D array/tensor is a batch) as RGB images; ``[]`` stays ``[]``."""
+def load_images(images: Any, *, channels_last: Optional[bool] = None,
+                name: Optional[str] = None) -> List[Image.Image]:
+    """The image edge: one image or a list of them (a 4-D array/tensor is a batch) as the core's images
+    (:data:`RGBImage`); ``[]`` stays ``[]``, and an image that already is one is passed through (no copy).
+
+    Args:
+        images: see :data:`ACCEPTED` (a ComfyUI ``IMAGE`` is a float [B, H, W, C] tensor in 0..1).
+        channels_last: layout of arrays/tensors: True H×W×C (B×H×W×C), False C×H×W, None: guess (numpy H×W×C,
+            torch C×H×W when ambiguous).
+        name: the batch's name in errors ("image 1 of the IMAGE batch: ..."); default "#1".
+    """
     if images is None:
         raise ImageError("images", f"is None; accepted: {ACCEPTED}")
     if isinstance(images, (Image.Image, str, os.PathLike, bytes, bytearray, memoryview)):
@@ -212,7 +268,8 @@ def load_images(images: Any) -> List[Image.Image]:
         items = list(images)
     else:
         raise ImageError("images", f"is {type(images).__name__}; accepted: {ACCEPTED}")
-    return [load_rgb(im, i) for i, im in enumerate(items)]
+    return [load_rgb(im, i, f"{i} of the {name} batch" if name else None, channels_last=channels_last)
+            for i, im in enumerate(items)]
 
 
 def _walk(folder: Path, recursive: bool) -> List[Path]:

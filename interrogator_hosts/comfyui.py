@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 
 import torch
 
-from interrogator_core import Interrupted
-from interrogator_core.images import to_rgb
+from interrogator_core import Interrupted, load_images
 from interrogator_hosts.managed import PRECISIONS, InterrogatorModelHolder, ManagedHost, MemoryManager
 
 if TYPE_CHECKING:  # PIL is imported lazily at run time
@@ -140,33 +139,13 @@ class ComfyHost(ManagedHost):
 
 
 def tensor_to_pil(images: torch.Tensor) -> List["Image.Image"]:
-    """ComfyUI ``IMAGE`` (float [B, H, W, C] in 0..1, or one [H, W, C] image) → RGB PIL images.
-
-    Values outside 0..1 are clamped; NaN or infinite values are a ValueError naming the image.
-    """
-    from PIL import Image
-
-    if images.ndim == 3:
-        images = images.unsqueeze(0)
-    if images.ndim != 4:
+    """ComfyUI ``IMAGE`` (float [B, H, W, C] in 0..1, or one [H, W, C] image) → the core's RGB images, through the
+    core's one image edge (:func:`interrogator_core.load_images`, channels last as ComfyUI lays them out): values
+    outside 0..1 clamped, alpha flattened on white, NaN or infinite values an ImageError naming the image."""
+    if images.ndim not in (3, 4):
         raise ValueError(f"expected an IMAGE tensor [batch, height, width, channels], got shape "
                          f"{tuple(images.shape)}")
-    if images.shape[-1] not in (1, 2, 3, 4):
-        raise ValueError(f"expected 1 to 4 channels in the last dimension, got shape {tuple(images.shape)}")
-    x = images.detach().float().cpu()
-    bad = (~torch.isfinite(x)).flatten(1).sum(1)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0])
-        raise ValueError(f"image {i} of the IMAGE batch has {int(bad[i])} NaN/inf pixel values (of "
-                         f"{x[i].numel()}): the node that made it produced invalid pixels (a VAE decode in fp16 "
-                         f"often does: try --fp32-vae); fix it there, an interrogation of it would be garbage")
-    arr = (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # values slightly out of 0..1 are clamped
-    modes = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
-    out = []
-    for i, a in enumerate(arr):
-        im = Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a, modes[a.shape[-1]])
-        out.append(to_rgb(im, f"image {i} of the batch"))  # alpha flattened on white, like files
-    return out
+    return load_images(images.unsqueeze(0) if images.ndim == 3 else images, channels_last=True, name="IMAGE")
 
 
 def folder_paths_register(folder_name: str = "clip_interrogator") -> List[str]:

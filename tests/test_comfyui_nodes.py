@@ -579,7 +579,7 @@ def test_comfyui_image_with_nan_or_inf_is_a_clear_error(bad):
     batch = torch.rand((3, 8, 8, 3), generator=torch.Generator().manual_seed(0))
     batch[1, 2, 3, 0] = bad
     batch[1, 4, 4, 2] = bad
-    with pytest.raises(ValueError, match=r"image 1 of the IMAGE batch has 2 NaN/inf"):
+    with pytest.raises(ValueError, match=r"image 1 of the IMAGE batch: has 2 NaN or infinite"):
         tensor_to_pil(batch)
     half = batch.half()  # fp16 IMAGE tensors are checked as well
     with pytest.raises(ValueError, match="image 1"):
