@@ -19,9 +19,12 @@ Label caches, local models and optional label lists live in ``models/clip_interr
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
 import os
 import weakref
+from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 from comfy_api.latest import ComfyExtension, io
@@ -100,8 +103,11 @@ def caption_choices() -> List[str]:
 
 
 # -- loader cache --------------------------------------------------------------------------------------------
-#: Per loader node (its unique id): the interrogator it built last.
-_LOADED: Dict[str, Interrogator] = {}
+#: Per loader node (its unique id): the interrogator it built last, least recently used first.
+_LOADED: "OrderedDict[str, Interrogator]" = OrderedDict()
+#: Loader nodes whose models stay cached at most (the least recently used one beyond is unloaded).
+MAX_LOADERS = 4
+LOADER_ID = "PromptInterrogator.Loader"
 
 
 def _on_evict_for(interrogator: Interrogator):
@@ -115,10 +121,30 @@ def _on_evict_for(interrogator: Interrogator):
     return on_evict
 
 
+def _forget(node_id: str) -> None:
+    it = _LOADED.pop(node_id, None)
+    if it is not None and it not in _LOADED.values():
+        log.info("loader %s: gone from the workflow or least recently used; unloading its models", node_id)
+        it.unload()
+
+
+def prune_loaders(prompt: Optional[Dict[str, Any]] = None, keep: Optional[str] = None) -> None:
+    """Forget loader nodes that are gone: those not in ``prompt`` (the running workflow, ComfyUI's hidden
+    ``PROMPT``: node id → ``{"class_type": ...}``), then the least recently used beyond :data:`MAX_LOADERS`.
+    A forgotten loader's models are unloaded (RAM and VRAM freed); ``keep``: the node being run."""
+    if isinstance(prompt, dict):
+        present = {str(k) for k, v in prompt.items() if isinstance(v, dict) and v.get("class_type") == LOADER_ID}
+        for node_id in [k for k in _LOADED if k not in present and k != keep]:
+            _forget(node_id)
+    while len(_LOADED) > MAX_LOADERS:
+        oldest = next(k for k in _LOADED if k != keep)
+        _forget(oldest)
+
+
 def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str], precision: str,
                      memory: str, target: str = CUSTOM, sdxl_dual: bool = False,
                      caption_style: Optional[str] = None, caption_prompt: Optional[str] = None,
-                     trust_remote_code: bool = False) -> Interrogator:
+                     trust_remote_code: bool = False, prompt: Optional[Dict[str, Any]] = None) -> Interrogator:
     """The interrogator for a loader node's widgets: the node's last one reconfigured
     (:meth:`Interrogator.reconfigured` keeps every model that stays), or a new one.
 
@@ -126,7 +152,8 @@ def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str]
     ``clip_model``. ``caption_style`` (None: the target's default), ``caption_prompt`` and
     ``trust_remote_code`` go to the caption stage as they are. ``precision`` and
     the memory policy's managed/pinned choice belong to the :class:`ComfyHost`: changing them hands the models
-    to a new host.
+    to a new host. ``prompt``: the running workflow; loader nodes no longer in it are forgotten (see
+    :func:`prune_loaders`).
     """
     if memory not in MEMORY_POLICIES:
         raise UnknownNameError("memory policy", memory, MEMORY_POLICIES)
@@ -137,6 +164,7 @@ def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str]
                                 sdxl_dual=bool(sdxl_dual), data_dir=label_dir(folders),
                                 caption_style=caption_style, caption_prompt=caption_prompt or None,
                                 trust_remote_code=bool(trust_remote_code))
+    prune_loaders(prompt, keep=node_id)
     current = _LOADED.get(node_id)
     host = current.host if current is not None else None
     if not isinstance(host, ComfyHost) or (host.precision, host.managed) != (precision, managed):
@@ -146,6 +174,8 @@ def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str]
         log.info("loader %s: reusing loaded models (memory policy: %s)", node_id, memory)
     host.on_evict = _on_evict_for(it)
     _LOADED[node_id] = it
+    _LOADED.move_to_end(node_id)
+    prune_loaders(keep=node_id)
     return it
 
 
@@ -163,8 +193,24 @@ def _target_tooltip() -> str:
             + f"; {CUSTOM}: the clip_model above)")
 
 
+#: Other names the nodes are found by in ComfyUI's node search (where its ``io.Schema`` takes them).
+SEARCH_ALIASES = ("img2prompt", "caption", "interrogate", "tagger")
+
+
+def _schema_takes(option: str) -> bool:
+    """Whether this ComfyUI's ``io.Schema`` has the field ``option`` (0.3.75's has no ``search_aliases``)."""
+    if dataclasses.is_dataclass(io.Schema):
+        return option in {f.name for f in dataclasses.fields(io.Schema)}
+    try:
+        return option in inspect.signature(io.Schema).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a Schema without a readable signature
+        return False
+
+
 def _schema(name: str, title: str, description: str, inputs: list, outputs: list, **options: Any) -> io.Schema:
     """A node of this pack: id ``PromptInterrogator.<name>``, shown as "<title> (Prompt Interrogator)"."""
+    if _schema_takes("search_aliases"):
+        options.setdefault("search_aliases", list(SEARCH_ALIASES))
     return io.Schema(node_id=f"PromptInterrogator.{name}", display_name=f"{title} (Prompt Interrogator)",
                      category=CATEGORY, description=description, inputs=inputs, outputs=outputs, **options)
 
@@ -228,17 +274,19 @@ class InterrogatorLoader(io.ComfyNode):
                                          "for models that need it (off: never)"),
             ],
             outputs=[InterrogatorType.Output("interrogator", display_name="interrogator")],
-            hidden=[io.Hidden.unique_id],
+            hidden=[io.Hidden.unique_id, io.Hidden.prompt],
         )
 
     @classmethod
     def execute(cls, clip_model: str, caption_model: str, precision: str, memory: str, target: str = CUSTOM,
                 sdxl_dual: bool = False, caption_style: str = AUTO_STYLE, caption_prompt: str = "",
                 trust_remote_code: bool = False) -> io.NodeOutput:
-        node_id = str(cls.hidden.unique_id or "default") if cls.hidden is not None else "default"
+        hidden = cls.hidden
+        node_id = str(hidden.unique_id or "default") if hidden is not None else "default"
         return io.NodeOutput(get_interrogator(
             node_id, clip_model, caption_model, precision, memory, target,
-            sdxl_dual, caption_style, caption_prompt, trust_remote_code))
+            sdxl_dual, caption_style, caption_prompt, trust_remote_code,
+            prompt=hidden.prompt if hidden is not None else None))
 
 
 class Interrogate(io.ComfyNode):

@@ -91,6 +91,44 @@ def _caption(value: Any) -> Optional[str]:
     return None if text.lower() in ("", NO_CAPTION) else text
 
 
+#: Component name of a dropdown the user may also type into (see :func:`setting_component`).
+EDITABLE = "DropdownEditable"
+
+
+def setting_component(name: Optional[str]) -> Any:
+    """A settings option's component class by name: a gradio class, or :data:`EDITABLE`, the webui's own
+    ``modules.ui_components.DropdownEditable``.
+
+    The webui sends an option's component arguments again as ``gr.update(value=..., **args)`` on every page
+    load, and gradio 3.41 (A1111 1.10) refuses an update argument the component's ``update()`` does not take
+    (``allow_custom_value``): the whole settings refresh fails and the checkpoint dropdown shows "Error". So
+    component arguments hold only what an update takes, and an editable dropdown is a class that sets the flag
+    in its constructor.
+    """
+    import gradio as gr
+
+    if name is None:
+        return None
+    if name == EDITABLE:
+        try:
+            from modules.ui_components import DropdownEditable
+        except ImportError:  # pragma: no cover - A1111 >= 1.6 and Forge have it
+            return _editable_dropdown(gr)
+        return DropdownEditable
+    return getattr(gr, name)
+
+
+def _editable_dropdown(gr: Any) -> Any:
+    class EditableDropdown(gr.Dropdown):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(allow_custom_value=True, **kwargs)
+
+        def get_block_name(self) -> str:
+            return "dropdown"
+
+    return EditableDropdown
+
+
 def _option(default: Any, label: str, parse: Callable[[Any], Any], component: Optional[str] = None,
             args: Any = None, *, info: Optional[Callable[[], str]] = None,
             onchange: Optional[Callable[[], None]] = None, stored: Any = None) -> Any:
@@ -117,11 +155,10 @@ class Settings:
     """The settings page values. Each field is one option of the page (key: ``prompt_interrogator_<field>``);
     its metadata (label, component, parser) is the one place the option is described."""
 
-    clip_model: str = _option("ViT-L-14/openai", "Default CLIP model", _text_or("ViT-L-14/openai"), "Dropdown",
-                              lambda: {"choices": clip_model_choices(), "allow_custom_value": True})
+    clip_model: str = _option("ViT-L-14/openai", "Default CLIP model", _text_or("ViT-L-14/openai"), EDITABLE,
+                              lambda: {"choices": clip_model_choices()})
     caption_model: Optional[str] = _option(
-        "blip-large", "Default caption model", _caption, "Dropdown",
-        lambda: {"choices": caption_model_choices(), "allow_custom_value": True})
+        "blip-large", "Default caption model", _caption, EDITABLE, lambda: {"choices": caption_model_choices()})
     caption_style: Optional[str] = _option(
         None, "Default caption style (auto: the target's; detailed/tags need a caption model that can write "
                     "them, e.g. Florence-2, Qwen-VL, JoyCaption)", parse_caption_style, "Dropdown",
@@ -170,12 +207,11 @@ def read_settings() -> Settings:
 
 def register_settings() -> None:
     """``on_ui_settings`` callback: the "Prompt Interrogator" section of the Settings page."""
-    import gradio as gr
     from modules import shared
 
     for f in fields(Settings):
         meta = f.metadata
-        component = getattr(gr, meta["component"]) if meta["component"] else None
+        component = setting_component(meta["component"])
         info = shared.OptionInfo(meta["stored"], meta["label"], component, meta["args"], onchange=meta["onchange"],
                                  section=SETTINGS_SECTION)
         if meta["info"] is not None:

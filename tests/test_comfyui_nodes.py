@@ -83,11 +83,12 @@ def comfy(monkeypatch, tmp_path, tiny_models, second_clip, small_data_dir) -> It
     _drop_modules("comfy", "comfy_api", "folder_paths", PACK)
 
 
-def run(node_cls, node_id: str = "1", **inputs) -> tuple:
-    """Execute a V3 node the way ComfyUI does: a class clone carrying the hidden inputs, then its FUNCTION."""
+def run(node_cls, node_id: str = "1", workflow=None, **inputs) -> tuple:
+    """Execute a V3 node the way ComfyUI does: a class clone carrying the hidden inputs (``workflow``: the
+    hidden PROMPT, node id → {"class_type": ...}), then its FUNCTION."""
     from comfy_api.latest import io
 
-    clone = node_cls.PREPARE_CLASS_CLONE({io.Hidden.unique_id: node_id})
+    clone = node_cls.PREPARE_CLASS_CLONE({io.Hidden.unique_id: node_id, io.Hidden.prompt: workflow})
     out = getattr(clone, clone.FUNCTION)(**inputs)
     assert isinstance(out, io.NodeOutput)
     return out.args
@@ -172,7 +173,7 @@ def test_entry_exports_the_v3_extension_with_the_v1_node_interface(comfy):
             (types, names, is_list), node_id
         assert cls.CATEGORY == "image/interrogate" and cls.GET_SCHEMA().display_name.endswith("(Prompt Interrogator)")
     assert nodes["PromptInterrogator.Interrogate"].INPUT_TYPES()["required"]["interrogator"][0] == "INTERROGATOR"
-    assert nodes["PromptInterrogator.Loader"].INPUT_TYPES()["hidden"] == {"unique_id": ("UNIQUE_ID",)}
+    assert nodes["PromptInterrogator.Loader"].INPUT_TYPES()["hidden"] == {"unique_id": ("UNIQUE_ID",), "prompt": ("PROMPT",)}
     assert nodes["PromptInterrogator.RoundTripScore"].INPUT_IS_LIST is True
     assert not any(nodes[n].INPUT_IS_LIST for n in nodes if n != "PromptInterrogator.RoundTripScore")
 
@@ -524,6 +525,60 @@ def test_replaced_interrogator_leaves_comfys_list(comfy):
     assert not any(lm.model.model.wrapped is old_clip.module for lm in mm.current_loaded_models)
     interrogate(comfy, image_batch(1), second, "fast", 2, 4, 2)
     assert len(ours(mm, second)) == 2 and len(mm.current_loaded_models) == 2
+
+
+def _workflow(*loader_ids: str) -> dict:
+    """A PROMPT with these loader nodes and one Interrogate node."""
+    nodes = {i: {"class_type": "PromptInterrogator.Loader", "inputs": {}} for i in loader_ids}
+    return {**nodes, "99": {"class_type": "PromptInterrogator.Interrogate", "inputs": {}}}
+
+
+def test_a_loader_removed_from_the_workflow_is_forgotten_and_unloaded(comfy):
+    mm = comfy.mm
+    nodes = comfy.nodes
+    (first,) = run(nodes.InterrogatorLoader, "1", _workflow("1", "2"), clip_model="tiny-clip",
+                   caption_model="tiny-blip", precision="auto", memory="keep loaded")
+    (second,) = run(nodes.InterrogatorLoader, "2", _workflow("1", "2"), clip_model="tiny-clip-b",
+                    caption_model="none", precision="auto", memory="host managed")
+    interrogate(comfy, image_batch(1), first, "fast", 2, 4, 2)
+    assert first.models and set(nodes._LOADED) == {"1", "2"}
+    # the user deletes loader 1; the next run of the workflow has only loader 2
+    (again,) = run(nodes.InterrogatorLoader, "2", _workflow("2"), clip_model="tiny-clip-b", caption_model="none",
+                   precision="auto", memory="host managed")
+    assert again is second and set(nodes._LOADED) == {"2"}
+    assert first.models == [], "the removed loader's models are unloaded, not kept until restart"
+    assert ours(mm, first) == []
+
+
+def test_loader_cache_is_bounded_least_recently_used_first(comfy, monkeypatch):
+    nodes = comfy.nodes
+    monkeypatch.setattr(nodes, "MAX_LOADERS", 2)
+    loaded = {i: load(comfy, node_id=i, caption="none") for i in ("1", "2")}
+    for it in loaded.values():
+        interrogate(comfy, image_batch(1), it, "negative", 2, 4, 2)
+    assert loaded["2"].models
+    load(comfy, node_id="1", caption="none")  # node 1 used again: node 2 is now the oldest
+    load(comfy, node_id="3", caption="none")  # no PROMPT (e.g. an API call without one): only the bound applies
+    assert list(nodes._LOADED) == ["1", "3"]
+    assert loaded["2"].models == [] and loaded["1"].models
+
+
+def test_nodes_have_search_aliases_where_comfyui_takes_them(comfy, monkeypatch):
+    import dataclasses as dc
+
+    from comfy_api.latest import io
+
+    aliases = {"img2prompt", "caption", "interrogate", "tagger"}
+    for cls in comfy.nodes.NODES:
+        assert aliases <= set(cls.GET_SCHEMA().search_aliases or ()), cls
+    # ComfyUI 0.3.75: io.Schema has no search_aliases field (a dataclass: an unknown keyword is a TypeError)
+    old = dc.make_dataclass("Schema", [(f.name, f.type, dc.field(default=f.default)) if f.default is not dc.MISSING
+                                       else (f.name, f.type) for f in dc.fields(io.Schema)
+                                       if f.name != "search_aliases"])
+    monkeypatch.setattr(io, "Schema", old)
+    for cls in comfy.nodes.NODES:
+        schema = cls.define_schema()
+        assert schema.node_id.startswith("PromptInterrogator.") and not hasattr(schema, "search_aliases")
 
 
 # -- other nodes and conversions -------------------------------------------------------------------------------

@@ -223,6 +223,8 @@ class Schema:
     is_api_node: bool = False
     not_idempotent: bool = False
     enable_expand: bool = False
+    #: other names the node is found by in the search box (newer ComfyUI; 0.3.75's Schema has no such field)
+    search_aliases: List[str] = None
 
     def validate(self) -> None:
         ins = [i.id for i in self.inputs or []]
