@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="WARNING")
     p.add_argument("--list-clip-models", action="store_true")
     p.add_argument("--list-caption-models", action="store_true")
-    ray = p.add_argument_group("Ray Data (pip install prompt-interrogator[ray]; see README 'Datasets on a Ray cluster')")
+    ray = p.add_argument_group("Ray Data (pip install prompt-interrogator[ray]; see docs/datasets.md, Ray)")
     ray.add_argument("--ray", action="store_true", help="run on Ray Data: one model per actor, resumable output")
     ray.add_argument("--ray-address", default=None, help="cluster to join (default: start a local Ray)")
     ray.add_argument("--actors", type=int, default=1, help="with --ray: actors (model copies)")

@@ -30,7 +30,6 @@ from .host import StandaloneHost
 from .images import load_rgb
 from .interrogator import MODES, Interrogator, InterrogatorConfig
 from .result import prompt_text
-from .targets import TARGETS
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +95,8 @@ class _LabelCounter:
 
     def __call__(self, step: int, total: int, desc: str) -> None:
         if desc.startswith("encoding labels"):
-            self._done[desc] = max(self._done.get(desc, 0), step)
+            table = desc.split(" (ETA", 1)[0]  # the text carries a changing ETA: count per table, not per text
+            self._done[table] = max(self._done.get(table, 0), step)
 
     @property
     def encoded(self) -> int:
@@ -104,16 +104,13 @@ class _LabelCounter:
 
 
 def _load_everything(ci: Interrogator, caption: bool) -> None:
-    """Load the models and every label table a run will use (SDXL's second encoder included)."""
+    """Load the models and every label table a run will use (the target's extra encoders included)."""
     ci.load(caption=caption)
-    if ci.config.sdxl_dual:
-        ci._second_encoder().load(caption=False)  # noqa: SLF001 - same package: its tables are ours to warm
 
 
 def _cache_names(engine: InterrogatorConfig) -> List[str]:
     names = [resolve_clip(engine.clip_model, engine.model_dirs).cache_name]
-    if engine.sdxl_dual:
-        names.append(resolve_clip(TARGETS["sdxl"].second_clip_model, engine.model_dirs).cache_name)
+    names += [resolve_clip(model, engine.model_dirs).cache_name for _, model in engine.preset.extras(engine.sdxl_dual)]
     return names
 
 
