@@ -23,7 +23,7 @@ from .images import ImageInput, describe, load_images
 from .labels import TABLE_NAMES, builtin_labels, read_blocklist, user_tables
 from .result import AnalyzeResult, InterrogationResult, RoundTripScore
 from .tables import LabelIndex
-from .targets import CUSTOM, T5, TargetPreset, get_target, target_clip_model
+from .targets import CUSTOM, TargetPreset, get_target, target_clip_model
 from .request import (DEFAULT_MIN_FLAVORS, MODES, Request, check_request, flag, list_modes,  # noqa: F401
                       whole_number)
 
@@ -108,7 +108,7 @@ class InterrogatorConfig:
         self.clip_model = target_clip_model(self.target, self.clip_model)
         self.sdxl_dual = flag("sdxl_dual", self.sdxl_dual)
         self.trust_remote_code = flag("trust_remote_code", self.trust_remote_code)
-        if self.sdxl_dual and not preset.extras_need_dual:
+        if self.sdxl_dual and not preset.needs_dual:
             raise ValueError(f"sdxl_dual needs target='sdxl' (target is {self.target!r}); "
                              "turn sdxl_dual off or pick target sdxl")
         if isinstance(self.caption_model, str):
@@ -233,12 +233,13 @@ class Interrogator:
                 feats = self._image_features(batch)
                 results = self._build(mode, feats, caps, min_flavors, max_flavors, negative_count, beam_width,
                                       preset.negative, request.similarities)
+                own_negative = {e.key for e in preset.encoders if e.negative}
                 for key, model in preset.extras(self.config.sdxl_dual):
-                    if mode == "negative" and not preset.extra_negatives:
+                    if mode == "negative" and key not in own_negative:
                         continue  # extra encoders give positives only: nothing to build
                     extra[key] = self._encoder(key, model).interrogate(
                         batch, mode, min_flavors=min_flavors, max_flavors=max_flavors,
-                        negative_count=negative_count if preset.extra_negatives else 0, captions=caps,
+                        negative_count=negative_count if key in own_negative else 0, captions=caps,
                         beam_width=beam_width, similarities=request.similarities)
         for i, (im, r) in enumerate(zip(batch, results)):
             r.source = describe(im, i)
@@ -443,8 +444,9 @@ class Interrogator:
         Where an encoder did not run (caption mode, negative mode) its prompt is ``result.positive``: the
         caption, or empty."""
         out = {}
+        prose = {e.key for e in preset.encoders if not e.ranked}
         for key in preset.prompt_keys(self.config.sdxl_dual):
-            if key == T5:
+            if key in prose:
                 out[key] = caption
             else:
                 out[key] = extra[key].positive if key in extra else result.positive
