@@ -147,8 +147,8 @@ def worker_prepare(args, paths: dict, size: str) -> dict:
     """Build the warm cache of a table size with our encoder (not timed), and name it for the reference too."""
     cache = WORK / f"cache-{args.arch}-{size}"
     ci = _ours(args, paths, args.arch, paths["data"][size], cache, caption=False)
-    ci._label_tables()
-    ours_name = ci._clip.cache_name.replace("/", "_").replace("@", "_")
+    ci.main.tables()
+    ours_name = ci.main.clip.cache_name.replace("/", "_").replace("@", "_")
     theirs = ref_name(args.arch).replace("/", "_").replace("@", "_")
     for table in TABLES:
         src, dst = cache / f"{ours_name}_{table}.safetensors", cache / f"{theirs}_{table}.safetensors"
@@ -160,8 +160,8 @@ def worker_prepare(args, paths: dict, size: str) -> dict:
 def worker_build_ours(args, paths: dict, arch: str) -> dict:
     cache = WORK / f"cache-build-ours-{arch}-{os.getpid()}"
     ci = _ours(args, paths, arch, paths["data"]["build"], cache, caption=False)
-    ci._get_clip()  # model load is not part of the table build
-    _, seconds = _timed(args.device, ci._label_tables)
+    ci.main.clip  # model load is not part of the table build
+    _, seconds = _timed(args.device, ci.main.tables)
     shutil.rmtree(cache, ignore_errors=True)
     return {"labels": _n_labels(paths["data"]["build"]), "seconds": seconds, **_peaks(args.device)}
 

@@ -3,26 +3,21 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Hashable, Iterator, List, Optional, Sequence, Union
 
-import torch
-from PIL import Image
-
-from . import prompts
-from .cache import LabelCache, default_cache_dir
-from .caption import AUTO_STYLE, NO_CAPTION, Captioner, caption_dtype, list_caption_styles, load_captioner
-from .clip import ClipModel, load_clip
+from . import compose, prompts
+from .cache import default_cache_dir
+from .caption import AUTO_STYLE, NO_CAPTION, list_caption_styles
+from .captioning import CAPTION_TOKENS, INSTRUCTION_TOKENS, CaptionStage  # noqa: F401
+from .encoder import ClipEncoder, eta_text  # noqa: F401
 from .errors import InterrogatorError, UnknownNameError
-from .host import HostAdapter, ModelHandle, OffloadPolicy, StandaloneHost, empty_device_cache, retry_smaller_on_oom
+from .host import HostAdapter, ModelHandle, OffloadPolicy, StandaloneHost
 from .images import ImageInput, describe, load_images
-from .labels import TABLE_NAMES, builtin_labels, read_blocklist, user_tables
+from .pool import ModelPool
 from .result import AnalyzeResult, InterrogationResult, RoundTripScore
-from .tables import LabelIndex
 from .targets import CUSTOM, TargetPreset, get_target, target_clip_model
 from .request import (DEFAULT_MIN_FLAVORS, MODES, Request, check_request, flag, list_modes,  # noqa: F401
                       whole_number)
@@ -30,23 +25,6 @@ from .request import (DEFAULT_MIN_FLAVORS, MODES, Request, check_request, flag, 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-#: max new tokens of a caption per style when ``caption_max_length`` is None (a paragraph needs room)
-CAPTION_TOKENS: Dict[str, int] = {"short": 32, "detailed": 256, "tags": 128}
-#: ... and with a free instruction (``caption_prompt``)
-INSTRUCTION_TOKENS = 256
-
-
-def eta_text(done: int, total: int, elapsed: float) -> str:
-    """"ETA 3m05s" for work ``done`` of ``total`` after ``elapsed`` seconds at the rate so far ("" before any
-    work is done or once all is)."""
-    if done <= 0 or done >= total or elapsed <= 0:
-        return ""
-    left = int(round(elapsed * (total - done) / done))
-    h, rest = divmod(left, 3600)
-    m, sec = divmod(rest, 60)
-    return f"ETA {h}h{m:02d}m" if h else f"ETA {m}m{sec:02d}s" if m else f"ETA {sec}s"
-
 
 @dataclass
 class InterrogatorConfig:
@@ -135,7 +113,11 @@ class InterrogatorConfig:
     @property
     def grammar(self) -> prompts.PromptGrammar:
         """How the prompts are joined: tags when the target joins tags or the caption style is tags."""
-        return prompts.PromptGrammar(tags=self.preset.join == "tags" or self.effective_caption_style == "tags")
+        preset = self.preset
+        tags = preset.join == "tags" or self.effective_caption_style == "tags"
+        return prompts.PromptGrammar(tags=tags, count_first=tags and preset.join == "tags",
+                                     prefix=preset.quality_prefix,
+                                     negative_base=preset.negative_base if preset.negative else "")
 
     @property
     def effective_caption_style(self) -> str:
@@ -144,30 +126,35 @@ class InterrogatorConfig:
 
 
 class Interrogator:
-    """Image → positive and negative prompt (and the other prompts the target reads).
+    """Image → positive and negative prompt (and the other prompts the target reads): the pipeline.
 
-    Models load lazily on first use, through the host adapter (device, dtype, make-room, offload).
-    Calls are serialized: one interrogator can be shared between threads.
-
-    A target with more than one CLIP encoder (sd35, sdxl with ``sdxl_dual``) runs one nested interrogator per
-    extra encoder: same host, cache folder and label lists, the captions of this one. Together they form one
-    tree for memory: ``models``/``offload``/``unload`` cover every encoder, and the low-VRAM policy keeps one
-    model of the whole tree on the device.
+    images → captions (:mod:`captioning`) → for each CLIP text encoder the target reads, its ranked prompts
+    (:mod:`encoder`) → the target's prompts (:mod:`compose`) → results. Every model comes from one
+    :class:`~interrogator_core.pool.ModelPool` (``pool``), which loads it once, shares it between encoders and
+    moves it under the offload policy through the host; ``models``/``offload``/``unload`` cover all of them.
+    Models load lazily on first use. Calls are serialized: one interrogator can be shared between threads.
     """
 
     def __init__(self, config: Optional[InterrogatorConfig] = None, host: Optional[HostAdapter] = None) -> None:
         self.config = config or InterrogatorConfig()
         self.host: HostAdapter = host or StandaloneHost()
-        self._lock = threading.RLock()
-        self._clip: Optional[ClipModel] = None
-        self._captioner: Optional[Captioner] = None
-        self._tables: Optional[Dict[str, LabelIndex]] = None
-        self._pool: Optional[LabelIndex] = None
-        self._negative_pool: Optional[LabelIndex] = None
-        self._encoders: Dict[str, "Interrogator"] = {}  # extra CLIP encoders by prompt key (clip_l, ...)
-        self._root: "Interrogator" = self  # the interrogator whose tree this one belongs to
-        self._grammar = self.config.grammar  # an extra encoder is told its tree's grammar (see _encoder)
-        self._cache = LabelCache(self.config.cache_dir)
+        self.pool = ModelPool(self.host, self.config.offload)
+        self._lock = self.pool.lock
+        self.captions = CaptionStage(self.config, self.pool)
+        preset, grammar = self.config.preset, self.config.grammar
+        main = preset.main()
+        #: the CLIP encoders by prompt key; the first ranks ``positive``/``negative`` (key "" where the target
+        #: reads ``positive`` only, or where its main prompt is long prose and this one ranks the negative)
+        self.encoders: Dict[str, ClipEncoder] = {}
+        main_key = preset.main_encoder if main is not None and main.ranked else ""
+        self.encoders[main_key] = ClipEncoder(main_key, self.config.clip_model, self.config, self.pool, grammar)
+        for key, model in preset.extras(self.config.sdxl_dual):
+            self.encoders[key] = ClipEncoder(key, model, self.config, self.pool, grammar)
+
+    @property
+    def main(self) -> ClipEncoder:
+        """The encoder that ranks ``positive`` and ``negative``."""
+        return next(iter(self.encoders.values()))
 
     # -- public API -----------------------------------------------------------------------------------------
     def interrogate(
@@ -202,8 +189,9 @@ class Interrogator:
                 negative mode know their similarities from the chain at no cost).
             score: deprecated name of ``similarities`` (not :meth:`score`, the round-trip score).
 
-        Clip prompts fit their encoder's 77-token window (the caption's head starts them); the ``t5`` prompt is
-        the full caption. In caption mode every prompt is the caption as written (no CLIP runs).
+        CLIP prompts fit their encoder's 77-token window and start with the caption's head (see
+        :mod:`compose`); long-prose prompts (``t5``, ``llama``, ...) are the whole caption. In caption mode every
+        prompt is the caption as written (no CLIP runs).
         """
         if score is not None:
             warnings.warn("interrogate(score=...) is deprecated: use similarities=... (score() is the round-trip "
@@ -213,50 +201,58 @@ class Interrogator:
                                  "pass similarities only")
             similarities = score
         request = Request.make(mode, min_flavors, max_flavors, negative_count, beam_width, similarities)
-        mode, min_flavors, max_flavors, negative_count, beam_width = request.as_tuple()
+        mode = request.mode
         if mode == "caption" and not self.config.caption_model:
             raise InterrogatorError("mode 'caption' needs a caption model but caption_model is None; set one "
                                     "(e.g. blip-large) or use another mode")
-        batch = self._prepare(images)
+        batch = load_images(images)
         if not batch:
             return []
-        need, preset = MODES[mode], self.config.preset
+        need, preset, grammar = MODES[mode], self.config.preset, self.config.grammar
         notes = list(preset.notes)
         with self._session():
-            caps = self._captions(batch, captions, notes) if need["caption"] else ["" for _ in batch]
-            caps = [self._grammar.caption(c) for c in caps]
-            extra: Dict[str, List[InterrogationResult]] = {}
-            if not need["clip"]:
-                results = [InterrogationResult(mode=mode, positive=c, negative="", caption=c)
-                           for c in caps]
-            else:
-                feats = self._image_features(batch)
-                results = self._build(mode, feats, caps, min_flavors, max_flavors, negative_count, beam_width,
-                                      preset.negative, request.similarities)
-                own_negative = {e.key for e in preset.encoders if e.negative}
-                for key, model in preset.extras(self.config.sdxl_dual):
-                    if mode == "negative" and key not in own_negative:
-                        continue  # extra encoders give positives only: nothing to build
-                    extra[key] = self._encoder(key, model).interrogate(
-                        batch, mode, min_flavors=min_flavors, max_flavors=max_flavors,
-                        negative_count=negative_count if key in own_negative else 0, captions=caps,
-                        beam_width=beam_width, similarities=request.similarities)
+            caps = self.captions(batch, captions, notes) if need["caption"] else ["" for _ in batch]
+            caps = [grammar.caption(c) for c in caps]
+            results, extra = self._ranked(mode, batch, caps, request) if need["clip"] else (
+                [InterrogationResult(mode=mode, positive=c, negative="", caption=c) for c in caps], {})
         for i, (im, r) in enumerate(zip(batch, results)):
             r.source = describe(im, i)
             r.notes = list(notes)
             mine = {key: rs[i] for key, rs in extra.items()}
-            r.prompts = self._target_prompts(preset, r, caps[i], mine)
+            r.prompts = compose.target_prompts(preset, self.config.sdxl_dual, r, caps[i], mine)
             if self.config.sdxl_dual and "clip_l" in mine:  # the fields old callers read
                 r.positive_l, r.negative_l = mine["clip_l"].positive, mine["clip_l"].negative
         return results
+
+    def _ranked(self, mode: str, batch: list, caps: List[str], request: Request):
+        """The main encoder's results and each other CLIP encoder's, by key."""
+        preset = self.config.preset
+        main_prompt = preset.main()
+        prose = main_prompt is not None and not main_prompt.ranked  # positive is the caption; CLIP ranks negatives
+        wants_negative = preset.negative and (mode == "negative" or request.negative_count > 0)
+        if prose and not wants_negative:
+            results = [InterrogationResult(mode=mode, positive="", negative="", caption=c) for c in caps]
+        else:
+            results = self.main.build(mode, self.main.image_features(batch), caps, request, positive=not prose,
+                                      negative=preset.negative)
+        if prose and mode != "negative":
+            for r, c in zip(results, caps):
+                r.positive = c
+        extra: Dict[str, List[InterrogationResult]] = {}
+        own_negative = {e.key for e in preset.encoders if e.negative}
+        for key, enc in list(self.encoders.items())[1:]:
+            if mode == "negative" and key not in own_negative:
+                continue  # extra encoders give positives only: nothing to build
+            extra[key] = enc.build(mode, enc.image_features(batch), caps, request, negative=key in own_negative)
+        return results, extra
 
     def score(self, images: Union[ImageInput, Sequence[ImageInput]],
               references: Optional[Sequence[ImageInput]] = None,
               prompts: Optional[Sequence[str]] = None) -> List[RoundTripScore]:
         """Round-trip scores: per image, CLIP cosine with its regenerated ``references[i]`` and with
         ``prompts[i]`` (a single reference or prompt applies to every image)."""
-        batch = self._prepare(images)
-        refs = self._prepare(references) if references is not None else []
+        batch = load_images(images)
+        refs = load_images(references) if references is not None else []
         texts = [prompts] if isinstance(prompts, str) else list(prompts or [])
         for name, items in (("references", refs), ("prompts", texts)):
             if items and len(items) not in (1, len(batch)):
@@ -264,13 +260,13 @@ class Interrogator:
         if not batch:
             return []
         with self._session():
-            feats = self._image_features(batch)
+            feats = self.main.image_features(batch)
             img_sims = prompt_sims = None
             if refs:
-                img_sims = (feats * self._image_features(refs).expand_as(feats)).sum(-1).tolist()
+                img_sims = (feats * self.main.image_features(refs).expand_as(feats)).sum(-1).tolist()
             if texts:
-                emb = self._get_clip().text.encode_texts(texts).to(feats.device)
-                prompt_sims = (feats * emb.expand_as(feats)).sum(-1).tolist()
+                sims = self.main.text_similarity(feats, texts)
+                prompt_sims = (sims.diagonal() if len(texts) > 1 else sims[:, 0]).tolist()
             return [RoundTripScore(img_sims[i] if img_sims else None, prompt_sims[i] if prompt_sims else None,
                                    describe(im, i)) for i, im in enumerate(batch)]
 
@@ -281,45 +277,36 @@ class Interrogator:
     def analyze(self, images: Union[ImageInput, Sequence[ImageInput]], top_n: int = 5,
                 tables: Optional[Sequence[str]] = None, with_caption: bool = False) -> List[AnalyzeResult]:
         """Per image, the ``top_n`` labels of each table with their similarity."""
-        batch = self._prepare(images)
+        batch = load_images(images)
         if not batch:
             return []
         with self._session():
-            caps = self._captions(batch, None) if with_caption else ["" for _ in batch]
-            feats = self._image_features(batch)
-            all_tables = self._label_tables()
+            caps = self.captions(batch) if with_caption else ["" for _ in batch]
+            feats = self.main.image_features(batch)
+            all_tables = self.main.tables().tables
             names = list(tables) if tables else [n for n in all_tables if n != "negative"]
             for n in names:
                 if n not in all_tables:
                     raise UnknownNameError("table", n, all_tables)
-            ranked = {n: all_tables[n].top(feats, top_n) for n in names}
+            ranked = self.main.top(feats, names, top_n)
             return [AnalyzeResult(caption=caps[i], tables={n: ranked[n][i] for n in names},
                                   source=describe(im, i)) for i, im in enumerate(batch)]
 
     def load(self, caption: bool = True, clip: bool = True) -> None:
-        """Load models (and label tables) now instead of on first use; the target's extra encoders too."""
+        """Load models (and label tables) now instead of on first use, every encoder's."""
         with self._session():
             if clip:
-                self._label_tables()
-                for key, model in self.config.preset.extras(self.config.sdxl_dual):
-                    enc = self._encoder(key, model)
-                    with enc._lock:
-                        enc._label_tables()
+                for enc in self.encoders.values():
+                    enc.tables()
             if caption and self.config.caption_model:
-                self._use(self._get_captioner().handle)
+                self.pool.use(self.captions.model().handle)
 
     def release_device_caches(self) -> None:
-        """Drop the device copies of label embeddings and the text encoder's cached prefix (no host calls),
-        the extra encoders' too.
+        """Drop the device copies of label embeddings and the text encoders' cached prefix (no host calls).
 
         For hosts that evict our models themselves (ComfyUI) and must not be called back while doing so.
         """
-        for index in self._indexes():
-            index.release()
-        if self._clip is not None:
-            self._clip.text.release()
-        for enc in self._encoders.values():
-            enc.release_device_caches()
+        self.pool.release_device_caches()
 
     def reconfigured(self, config: InterrogatorConfig, host: Optional[HostAdapter] = None) -> "Interrogator":
         """The interrogator for ``config`` (and ``host``; default: this one's), keeping what did not change.
@@ -346,117 +333,42 @@ class Interrogator:
             return new
 
     def adopt_models_from(self, other: "Interrogator") -> List[str]:
-        """Take over ``other``'s loaded models that this configuration would load identically (same model
-        name and dtype; label tables also need the same lists and blocklist; the caption model also the same
-        ``trust_remote_code``). CLIP models move between encoders of the two trees by model name (the ViT-L of
-        an SDXL dual interrogator can become a flux one's main encoder). Returns what was taken; ``other`` no
-        longer holds it. Lets a host change one setting without reloading everything."""
-        taken: List[str] = []
-        mine, theirs = self.config, other.config
-        with other._lock, self._lock:
-            dtype = self._dtype()
-            cap = other._captioner
-            if cap is not None and mine.caption_model == theirs.caption_model \
-                    and mine.trust_remote_code == theirs.trust_remote_code \
-                    and cap.handle.dtype == caption_dtype(cap.family, dtype):
-                self._captioner, other._captioner = cap, None
-                taken.append("caption model")
-            donors = [other, *other._encoders.values()]
-            for key, receiver in [("", self)] + [(k, self._encoder(k, m))
-                                                 for k, m in mine.preset.extras(mine.sdxl_dual)]:
-                donor = next((d for d in donors if d._clip is not None
-                              and d.config.clip_model == receiver.config.clip_model), None)
-                if donor is not None and receiver._clip is None:
-                    taken += [f"{t} ({key})" if key else t for t in receiver._adopt_clip(donor, dtype)]
-        return taken
+        """Take over ``other``'s loaded models that this configuration would load identically (the same model
+        name and dtype; label tables also the same lists, blocklist and cache folder; the caption model also the
+        same ``trust_remote_code``), whichever encoder of ``other`` used them. Returns what was taken; ``other``
+        no longer holds it. Lets a host change one setting without reloading everything."""
+        wanted = self._wanted()
+        moved = set(self.pool.take(other.pool, wanted))
+        return [name for key, name in wanted.items() if key in moved]
+
+    def _wanted(self) -> Dict[Hashable, str]:
+        """What this configuration would load, by pool key, with a name for logs."""
+        dtype = self.pool.dtype()
+        out: Dict[Hashable, str] = {k: "caption model" for k in self.captions.pool_keys(dtype)}
+        for i, enc in enumerate(self.encoders.values()):
+            suffix = f" ({enc.key})" if i else ""
+            clip, tables = enc.pool_keys(dtype)
+            out.setdefault(clip, "CLIP model" + suffix)
+            out.setdefault(tables, "label tables" + suffix)
+        return out
 
     def set_offload(self, policy: Union[str, OffloadPolicy]) -> None:
-        """Change the offload policy of a live interrogator (its extra encoders' too)."""
+        """Change the offload policy of a live interrogator."""
         with self._lock:
-            self.config.offload = OffloadPolicy.parse(policy)
-            for enc in self._encoders.values():
-                enc.set_offload(policy)
+            self.config.offload = self.pool.policy = OffloadPolicy.parse(policy)
 
     def offload(self) -> None:
-        """Move every model of the tree to the offload device and drop device copies of label embeddings."""
-        with self._lock:
-            self.release_device_caches()
-            handles = self.models
-            if handles:
-                self.host.offload(handles)
+        """Move every model to the offload device and drop device copies of label embeddings."""
+        self.pool.offload()
 
     def unload(self) -> None:
-        """Forget models and label tables entirely, the extra encoders' too (they reload on next use)."""
-        with self._lock:
-            self.offload()
-            self._clip = None
-            self._captioner = None
-            self._tables = None
-            self._pool = None
-            self._negative_pool = None
-            for enc in self._encoders.values():
-                enc.unload()
-            self._encoders = {}
-            empty_device_cache()
+        """Forget models and label tables entirely (they reload on next use)."""
+        self.pool.unload()
 
     @property
     def models(self) -> List[ModelHandle]:
-        """Handles of the currently loaded models, every extra encoder's included (for hosts that track
-        memory)."""
-        return self._handles() + [h for enc in self._encoders.values() for h in enc.models]
-
-    # -- internals ------------------------------------------------------------------------------------------
-    def _encoder(self, key: str, clip_model: str) -> "Interrogator":
-        """The nested interrogator of the extra encoder ``key`` (same host, cache folder, lists and policy; no
-        caption model: captions come from this one)."""
-        enc = self._encoders.get(key)
-        if enc is not None and enc.config.clip_model != clip_model:
-            enc.unload()
-            enc = None
-        if enc is None:
-            cfg = replace(self.config, clip_model=clip_model, target=CUSTOM, caption_model=None, sdxl_dual=False,
-                          caption_style=None, caption_prompt=None)
-            enc = Interrogator(cfg, self.host)
-            enc._root = self._root
-            enc._grammar = self._grammar
-            self._encoders[key] = enc
-        return enc
-
-    def _adopt_clip(self, donor: "Interrogator", dtype: torch.dtype) -> List[str]:
-        """Take ``donor``'s CLIP model (and its label tables when built from the same lists)."""
-        clip = donor._clip
-        if clip is None or clip.handle.dtype != dtype:
-            return []
-        taken = ["CLIP model"]
-        self._clip, donor._clip = clip, None
-        same_lists = all(getattr(self.config, f) == getattr(donor.config, f)
-                         for f in ("data_dir", "user_tables_dir", "blocklist", "cache_dir"))
-        if same_lists and donor._tables is not None:
-            self._tables, self._pool, self._negative_pool = donor._tables, donor._pool, donor._negative_pool
-            taken.append("label tables")
-        donor._tables = donor._pool = donor._negative_pool = None
-        return taken
-
-    def _target_prompts(self, preset: TargetPreset, result: InterrogationResult, caption: str,
-                        extra: Dict[str, InterrogationResult]) -> Dict[str, str]:
-        """``result.prompts``: the main encoder's positive, each extra encoder's, and the full caption as t5.
-
-        Where an encoder did not run (caption mode, negative mode) its prompt is ``result.positive``: the
-        caption, or empty."""
-        out = {}
-        prose = {e.key for e in preset.encoders if not e.ranked}
-        for key in preset.prompt_keys(self.config.sdxl_dual):
-            if key in prose:
-                out[key] = caption
-            else:
-                out[key] = extra[key].positive if key in extra else result.positive
-        return out
-
-    def _indexes(self) -> List[LabelIndex]:
-        return list((self._tables or {}).values()) + [p for p in (self._pool, self._negative_pool) if p is not None]
-
-    def _handles(self) -> List[ModelHandle]:
-        return [m.handle for m in (self._captioner, self._clip) if m is not None]
+        """Handles of the currently loaded models (for hosts that track memory)."""
+        return self.pool.handles
 
     @contextmanager
     def _session(self) -> Iterator[None]:
@@ -464,243 +376,4 @@ class Interrogator:
             try:
                 yield
             finally:
-                if self._root.config.offload is not OffloadPolicy.KEEP:
-                    self.offload()
-
-    def _prepare(self, images: Union[ImageInput, Sequence[ImageInput]]) -> List[Image.Image]:
-        return load_images(images)
-
-    def _use(self, handle: ModelHandle) -> None:
-        """Put ``handle`` on the device; under LOW_VRAM first move every other model of the tree off it."""
-        root = self._root
-        if root.config.offload is OffloadPolicy.LOW_VRAM:
-            others = [h for h in root.models if h is not handle]
-            if others:
-                self.host.offload(others)
-        self.host.load([handle])
-
-    def _dtype(self) -> torch.dtype:
-        return self.host.dtype_for(self.host.load_device())
-
-    def _get_clip(self) -> ClipModel:
-        if self._clip is None:
-            self._clip = load_clip(self.config.clip_model, self._dtype(), self.config.model_dirs,
-                                   self.config.download_dir)
-        self._use(self._clip.handle)
-        return self._clip
-
-    def _get_captioner(self) -> Captioner:
-        if not self.config.caption_model:
-            raise InterrogatorError("this mode needs a caption model but caption_model is None; "
-                                    "set one (e.g. blip-large) or use mode 'negative'")
-        if self._captioner is None:
-            self._captioner = load_captioner(self.config.caption_model, self._dtype(), self.config.model_dirs,
-                                             self.config.download_dir,
-                                             trust_remote_code=self.config.trust_remote_code)
-        return self._captioner
-
-    def _caption_tokens(self, style: str) -> int:
-        if self.config.caption_max_length is not None:
-            return self.config.caption_max_length
-        return INSTRUCTION_TOKENS if self.config.caption_prompt else CAPTION_TOKENS.get(style, INSTRUCTION_TOKENS)
-
-    def _captions(self, batch: List[Image.Image], given: Optional[Sequence[Optional[str]]],
-                  notes: Optional[List[str]] = None) -> List[str]:
-        """Captions of ``batch`` in the configured style (``given`` ones kept); remarks go to ``notes``."""
-        given = list(given) if given is not None else [None] * len(batch)
-        if len(given) != len(batch):
-            raise ValueError(f"got {len(given)} captions for {len(batch)} images")
-        todo = [i for i, c in enumerate(given) if c is None]
-        out = [c or "" for c in given]
-        if todo and not self.config.caption_model:
-            return out
-        if todo:
-            cap = self._get_captioner()
-            self._use(cap.handle)
-            style = self.config.effective_caption_style
-            if self.config.caption_style is None and style not in cap.styles:
-                # the target's preferred style, not the user's: fall back to short and say so (a style the user
-                # set is refused by the caption model with the list of what it can write)
-                note = (f"the caption model {self.config.caption_model} cannot write {style} captions, which "
-                        f"target {self.config.target} prefers: used a short caption (pick a caption model that "
-                        f"can, or set caption_style)")
-                log.warning("%s", note)
-                if notes is not None:
-                    notes.append(note)
-                style = "short"
-
-            def run(bs: int) -> None:
-                for start in range(0, len(todo), bs):
-                    self.host.check_interrupt()
-                    idx = todo[start:start + bs]
-                    texts = cap.generate([batch[i] for i in idx], self._caption_tokens(style), style=style,
-                                         instruction=self.config.caption_prompt)
-                    for i, text in zip(idx, texts):
-                        out[i] = text
-                    self.host.progress(min(start + bs, len(todo)), len(todo), "captions")
-
-            retry_smaller_on_oom(run, self.config.caption_batch_size, "captioning")
-        return out
-
-    def _image_features(self, batch: List[Image.Image]) -> torch.Tensor:
-        clip = self._get_clip()
-
-        def run(bs: int) -> torch.Tensor:
-            parts = []
-            for start in range(0, len(batch), bs):
-                self.host.check_interrupt()
-                pixels = torch.stack([clip.preprocess(im) for im in batch[start:start + bs]])
-                parts.append(clip.encode_images(pixels))
-            return torch.cat(parts)
-
-        return retry_smaller_on_oom(run, self.config.image_batch_size, "encoding images")
-
-    def _label_tables(self) -> Dict[str, LabelIndex]:
-        clip = self._get_clip()
-        if self._tables is None:
-            raw = builtin_labels(self.config.data_dir)
-            raw.update(user_tables(self.config.user_tables_dir))
-            blocked = read_blocklist(self.config.blocklist)
-            tables = {}
-            for name, labels in raw.items():
-                def compute(labels: Sequence[str], name: str = name) -> torch.Tensor:
-                    started = time.monotonic()
-
-                    def report(done: int, total: int) -> None:
-                        self.host.check_interrupt()
-                        eta = eta_text(done, total, time.monotonic() - started)
-                        self.host.progress(done, total, f"encoding labels: {name}" + (f" ({eta})" if eta else ""))
-                    return retry_smaller_on_oom(lambda bs: clip.text.encode_texts(labels, bs, report),
-                                                self.config.text_batch_size, f"encoding the {name} labels")
-
-                key = name if name in TABLE_NAMES else f"user_{name}"
-                embeds = self._cache.get_or_compute(clip.cache_name, key, labels, compute, clip.embed_dim)
-                tables[name] = LabelIndex.from_table(name, labels, embeds, blocked)
-            # one block of memory, ordered so that both pools are contiguous slices of it:
-            # [other positive tables | flavors | negative]; pool = all but negative, negative pool = the tail
-            order = [n for n in tables if n not in ("flavors", "negative")] + ["flavors", "negative"]
-            every = LabelIndex.concat("all", [tables[n] for n in order])
-            start, bounds = 0, {}
-            for n in order:
-                bounds[n] = (start, start + len(tables[n]))
-                start += len(tables[n])
-            self._tables = {n: every.slice(n, *bounds[n]) for n in tables}
-            self._pool = every.slice("pool", 0, bounds["negative"][0])
-            self._negative_pool = every.slice("negative pool", bounds["flavors"][0], bounds["negative"][1])
-        return self._tables
-
-    def _build(self, mode: str, feats: torch.Tensor, captions: List[str], min_flavors: int, max_flavors: int,
-               negative_count: int, beam_width: int = 1, negative: bool = True,
-               similarities: bool = True) -> List[InterrogationResult]:
-        """Both prompts of each image from its normalized features [B, D] (``negative`` False: no negative
-        prompt; ``similarities`` False: no similarity that only the result reports). The caption's head that fits the
-        window starts the positive; the caption stays whole.
-
-        Work that is the same for every image runs once for the batch: one matrix product ranks the tables for
-        all images, and one text batch scores every prompt that needs a similarity. Chains run per image."""
-        self._label_tables()
-        assert self._clip is not None
-        text, n = self._clip.text, len(captions)
-        heads = [prompts.truncate_to_fit(text, c) if c else c for c in captions]
-        known: List[Dict[str, float]] = [{} for _ in range(n)]  # similarities the chains already computed
-        options: List[Dict[str, str]] = [{} for _ in range(n)]  # positive candidates per image
-        if mode != "negative":
-            options = self._positive_options(mode, feats, heads, min_flavors, max_flavors, beam_width, known)
-        count = 0 if not negative else max_flavors if mode == "negative" else negative_count
-        negs = [""] * n
-        if count > 0:
-            negs = self._negatives(mode, feats, min(min_flavors, count), count, beam_width, known)
-        # best mode picks its positive by similarity; the rest is only reported, so ``similarities`` decides
-        picked = [p for o in options for p in o.values()] if mode == "best" else []
-        reported = [o.get(mode, "") for o in options] + negs if similarities else []
-        sim = self._scorer(feats, picked + reported, known)
-        results = []
-        for i in range(n):
-            cands = {k: v for k, v in options[i].items() if v}
-            candidates, positive, similarity = {}, options[i].get(mode, ""), None
-            if mode == "best":
-                candidates = {k: sim(i, v) for k, v in cands.items()}
-                if candidates:
-                    key = max(candidates, key=candidates.__getitem__)
-                    positive, similarity = cands[key], candidates[key]
-            elif positive and (similarities or positive in known[i]):
-                similarity = sim(i, positive)
-            results.append(InterrogationResult(
-                mode=mode, positive=positive, negative=negs[i], caption=captions[i], similarity=similarity,
-                negative_similarity=sim(i, negs[i]) if negs[i] and (similarities or negs[i] in known[i]) else None,
-                candidates=candidates))
-        return results
-
-    def _scorer(self, feats: torch.Tensor, texts: Sequence[str], known: List[Dict[str, float]]):
-        """``score(i, text)``: cosine similarity of image ``i`` with ``text`` (one of ``texts``): ``known[i]``'s
-        value, else computed (the texts no image knows are encoded together, once)."""
-        assert self._clip is not None
-        unique = [t for t in dict.fromkeys(t for t in texts if t) if not all(t in k for k in known)]
-        sims: List[List[float]] = [[] for _ in known]
-        if unique:
-            emb = retry_smaller_on_oom(lambda bs: self._clip.text.encode_texts(unique, bs),
-                                       self.config.text_batch_size, "scoring prompts").to(feats.device)
-            sims = (feats.float() @ emb.T).tolist()  # [B, texts]
-        row = {t: j for j, t in enumerate(unique)}
-        return lambda i, t: known[i][t] if t in known[i] else sims[i][row[t]]
-
-    def _on_step(self, desc: str):
-        def on_step(i: int, total: int) -> None:
-            self.host.check_interrupt()
-            self.host.progress(i, total, desc)
-        return on_step
-
-    def _chain(self, desc: str, known: Dict[str, float], **kwargs) -> str:
-        """One image's chain (``prompts.chain``) with progress/Cancel, its text batch halved on a device OOM;
-        its prompt's similarity goes to ``known``."""
-        assert self._clip is not None
-        res = retry_smaller_on_oom(
-            lambda bs: prompts.chain(self._clip.text, batch_size=bs, on_step=self._on_step(desc), **kwargs),
-            self.config.text_batch_size, f"building the {desc}")
-        if res.prompt:
-            known[res.prompt] = res.similarity
-        return res.prompt
-
-    def _positive_options(self, mode: str, feats: torch.Tensor, heads: List[str], min_flavors: int,
-                          max_flavors: int, beam_width: int, known: List[Dict[str, float]]) -> List[Dict[str, str]]:
-        """Per image, the candidate positives of ``mode`` by name (caption, fast, classic, chain), by
-        clip-interrogator's rules: best keeps the most similar, the other modes their own."""
-        assert self._clip is not None and self._tables is not None and self._pool is not None
-        text, tables = self._clip.text, self._tables
-        out: List[Dict[str, str]] = [{"caption": h} for h in heads]
-        if mode in ("fast", "best"):
-            for o, h, top in zip(out, heads, self._pool.top(feats, max_flavors)):
-                o["fast"] = prompts.join_fitting(text, h, [l for l, _ in top])
-        if mode in ("classic", "best"):
-            top1 = {n: [prompts.argmax_label(t) for t in tables[n].top(feats, 1)]
-                    for n in ("mediums", "artists", "trendings", "movements")}
-            flavors = tables["flavors"].top(feats, max_flavors if mode == "best" else min(max_flavors, 3))
-            for i, (o, h) in enumerate(zip(out, heads)):
-                o["classic"] = prompts.truncate_to_fit(text, self._grammar.classic(
-                    h, top1["mediums"][i], top1["artists"][i], top1["trendings"][i], top1["movements"][i],
-                    [l for l, _ in flavors[i]]))
-        if mode == "best":
-            pools = self._pool.top(feats, self.config.flavor_intermediate_count)
-            for i, (o, h) in enumerate(zip(out, heads)):
-                self.host.check_interrupt()
-                o["chain"] = self._chain("flavor chain", known[i], features=feats[i], phrases=[l for l, _ in pools[i]],
-                                         start=h or None, min_count=min_flavors, max_count=max_flavors,
-                                         beam_width=beam_width)
-        return out
-
-    def _negatives(self, mode: str, feats: torch.Tensor, min_count: int, count: int, beam_width: int,
-                   known: List[Dict[str, float]]) -> List[str]:
-        """Per image, the negative prompt: a reversed chain (best/negative) or the least similar terms
-        (fast/classic)."""
-        assert self._clip is not None and self._tables is not None and self._negative_pool is not None
-        text, tables = self._clip.text, self._tables
-        if mode not in ("best", "negative"):
-            return [prompts.join_fitting(text, "", [l for l, _ in worst])
-                    for worst in self._negative_pool.top(feats, count, reverse=True)]
-        out = []
-        for i, flavors in enumerate(tables["flavors"].top(feats, self.config.flavor_intermediate_count, reverse=True)):
-            self.host.check_interrupt()
-            out.append(self._chain("negative chain", known[i], features=feats[i],
-                                   phrases=[l for l, _ in flavors] + tables["negative"].labels, min_count=min_count,
-                                   max_count=count, reverse=True, beam_width=beam_width))
-        return out
+                self.pool.after_call()

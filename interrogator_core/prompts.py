@@ -18,7 +18,8 @@ import torch
 from .textenc import MAX_BEAM_WIDTH, TextEncoder
 
 SEPARATOR = ", "
-__all__ = ["MAX_BEAM_WIDTH", "SEPARATOR", "ChainResult", "PromptGrammar", "argmax_label", "as_tags", "chain", "classic_prompt",
+__all__ = ["MAX_BEAM_WIDTH", "SEPARATOR", "COUNT_TAG", "ChainResult", "PromptGrammar", "argmax_label", "as_tags", "chain", "classic_prompt",
+           "count_tags_first",
            "fits", "join_fitting", "similarities", "truncate_to_fit"]
 
 
@@ -77,6 +78,7 @@ def chain(
     batch_size: int = 512,
     on_step: Optional[Callable[[int, int], None]] = None,
     beam_width: int = 1,
+    min_terms: int = 0,
 ) -> ChainResult:
     """Greedy (``beam_width`` 1) or beam chain: append the phrase that most raises (``reverse``: lowers) the
     similarity.
@@ -88,6 +90,9 @@ def chain(
     With ``beam_width`` k > 1, k prompts are extended per step: slot 0 always follows the greedy chain, the
     other k-1 hold the best other extensions, so the result is never worse than greedy's and the cost grows
     about linearly in k.
+
+    ``min_terms`` > 0: the prompt returned holds at least that many phrases after ``start`` where that many fit
+    (the best prompt seen among those; 0: the best prompt seen, ``start`` included, as clip-interrogator).
     """
     sign = -1.0 if reverse else 1.0
     feats = features.float().reshape(-1)
@@ -103,6 +108,9 @@ def chain(
         beams = [_Beam(pool[j], sims[j], [p for i, p in enumerate(pool) if i != j]) for j in order]
     best = max(beams, key=lambda b: b.sim)
     best_prompt, best_sim = best.prompt, best.sim
+    need = int(min_terms) if start else max(0, int(min_terms) - 1)  # without start, the first phrase is a term
+    if need > 0:
+        best_sim = float("-inf")
     steps = 0
     for idx in range(max_count):
         if on_step is not None:
@@ -137,10 +145,12 @@ def chain(
         if not chosen:
             break
         for b in chosen:
-            if b.sim > best_sim:
+            if b.sim > best_sim and steps + 1 >= need:
                 best_prompt, best_sim = b.prompt, b.sim
         beams = chosen
         steps += 1
+    if best_sim == float("-inf"):  # fewer than min_terms phrases fit: the longest prompt there is
+        best_prompt, best_sim = beams[0].prompt, beams[0].sim
     return ChainResult(best_prompt, sign * best_sim, steps)
 
 
@@ -175,16 +185,42 @@ def classic_prompt(caption: str, medium: str, artist: str, trending: str, moveme
     return SEPARATOR.join(p for p in (*(h.strip() for h in head), trending, movement, *flavors) if p)
 
 
+#: booru count tags, which anime checkpoints read first (``1girl``, ``2boys``, ``solo``, ``no humans``, ...)
+COUNT_TAG = re.compile(r"^(\d+\+?\s?(girl|boy|other)s?|solo|multiple (girls|boys|others)|no humans)$", re.I)
+
+
+def count_tags_first(tags: str) -> str:
+    """``tags`` (", "-joined) with the count tags moved to the front, every other tag in its order."""
+    parts = [t for t in tags.split(SEPARATOR) if t]
+    return SEPARATOR.join([t for t in parts if COUNT_TAG.match(t)] + [t for t in parts if not COUNT_TAG.match(t)])
+
+
 @dataclass(frozen=True)
 class PromptGrammar:
     """How a target's prompts join caption, ranked terms and tags; each CLIP encoder is told it (it never reads
-    the target itself). ``tags``: booru-style tags (the caption as tags, classic terms each a tag of its own)."""
+    the target itself).
+
+    Attributes:
+        tags: booru-style tags (the caption as tags, classic terms each a tag of its own).
+        count_first: tags: the count tags (``1girl``, ``solo``) first, as anime checkpoints were trained.
+        prefix: put before every positive CLIP prompt (a quality prefix such as ``masterpiece, best quality``).
+        negative_base: put before every negative prompt (the negative a model card prescribes).
+    """
 
     tags: bool = False
+    count_first: bool = False
+    prefix: str = ""
+    negative_base: str = ""
 
     def caption(self, text: str) -> str:
         """A caption as the prompts start from it."""
-        return as_tags(text) if self.tags else text
+        if not self.tags:
+            return text
+        return count_tags_first(as_tags(text)) if self.count_first else as_tags(text)
+
+    def start(self, head: str) -> str:
+        """The start of a positive CLIP prompt: the prefix, then the caption's head."""
+        return SEPARATOR.join(p for p in (self.prefix, head) if p)
 
     def classic(self, caption: str, medium: str, artist: str, trending: str, movement: str,
                 flavors: Sequence[str]) -> str:

@@ -64,17 +64,17 @@ def registry_to_tiny(monkeypatch, tiny_models, tiny_clip_l) -> List[str]:
     """The presets' registry names cannot be downloaded here: the engine's ``load_clip`` serves ViT-bigG and
     ViT-H from tiny-clip and ViT-L/14 from tiny-clip-l, through the real loading code. Returns the names asked."""
     asked: List[str] = []
-    from interrogator_core import interrogator as engine
+    from interrogator_core import pool as loaders  # where models are loaded
     from interrogator_core.targets import CLIP_G, CLIP_H, CLIP_L
 
-    real = engine.load_clip
+    real = loaders.load_clip
     tiny = {CLIP_G: tiny_models["clip"], CLIP_H: tiny_models["clip"], CLIP_L: tiny_clip_l}
 
     def load_clip(name, *args, **kwargs):
         asked.append(name)
         return real(str(tiny.get(name, name)), *args, **kwargs)
 
-    monkeypatch.setattr(engine, "load_clip", load_clip)
+    monkeypatch.setattr(loaders, "load_clip", load_clip)
     return asked
 
 
@@ -160,7 +160,7 @@ class RecordingHost(StandaloneHost):
 def count_text_encodes(interrogator: Interrogator) -> list:
     """A one-element list counting forward calls of the CLIP text token embedding (every text encode path)."""
     calls = [0]
-    clip = interrogator._get_clip()
+    clip = interrogator.main.clip
 
     def hook(*_):
         calls[0] += 1

@@ -300,12 +300,12 @@ def test_names_are_checked_before_any_model_loads(client, images, broken_caption
     """An unknown CLIP name is reported (4xx, named) even when the caption model would fail first, and no model
     is loaded for a request that names a bad model."""
     c, _, svc = client
-    import interrogator_core.interrogator as engine
+    import interrogator_core.pool as loaders  # where models are loaded
 
     loads = []
     for name in ("load_clip", "load_captioner"):
-        real = getattr(engine, name)
-        monkeypatch.setattr(engine, name, lambda *a, _real=real, _n=name, **k: loads.append(_n) or _real(*a, **k))
+        real = getattr(loaders, name)
+        monkeypatch.setattr(loaders, name, lambda *a, _real=real, _n=name, **k: loads.append(_n) or _real(*a, **k))
     for body in ({"clip_model_name": "ViT-Nope-99/none", "caption_model_name": str(broken_caption)},
                  {"clip_model_name": "ViT-L-14/nope"},
                  {"caption_model_name": "blip-nope"},
@@ -335,9 +335,9 @@ def test_caption_family_newer_than_the_webuis_transformers_is_422_before_loading
     c, _, svc = client
     from interrogator_core import list_caption_models
     from interrogator_core.caption import CAPTION_MODELS, FAMILIES, transformers_version
-    import interrogator_core.interrogator as engine
+    import interrogator_core.pool as loaders  # where models are loaded
 
-    monkeypatch.setattr(engine, "load_captioner", lambda *a, **k: pytest.fail("nothing may load"))
+    monkeypatch.setattr(loaders, "load_captioner", lambda *a, **k: pytest.fail("nothing may load"))
     listed = c.get("/interrogator/caption_models").json()
     assert listed == list_caption_models() and "florence2-base" in listed, "new families are in the menu"
     from packaging.version import Version

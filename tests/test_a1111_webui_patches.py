@@ -33,7 +33,7 @@ def test_webui_gelu_patch_does_not_reach_our_models(webui, gelu_hijack, images):
     shared, svc = webui
     ci = svc.interrogator()
     ci.load(caption=False)
-    clip = ci._get_clip()
+    clip = ci.main.clip
     assert not any(isinstance(m, gelu_hijack.GELUHijack) for m in clip.module.modules()), \
         "the adapter's load replaced the webui's activation"
     assert clip.text.fast, "the fast text encoder recognises the tower inside the webui"

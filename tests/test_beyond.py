@@ -2,7 +2,7 @@
 import pytest
 
 from interrogator_core import TARGETS, InterrogatorConfig, UnknownNameError, list_targets
-from interrogator_core import prompts
+from interrogator_core import load_images, prompts
 
 
 def test_targets_pick_the_clip_model():
@@ -32,7 +32,7 @@ def test_sdxl_dual_returns_prompts_per_encoder(make_interrogator, images, regist
     assert [(x.positive_l, x.negative_l) for x in r] == [(a.positive, a.negative) for a in alone]
     assert len(ci.models) == 3  # caption model, bigG, ViT-L
     ci.unload()
-    assert ci.models == [] and ci._encoders == {}
+    assert ci.models == [] and ci.pool.loaded() == set()
 
 
 def test_round_trip_scores(make_interrogator, images):
@@ -55,9 +55,9 @@ def test_round_trip_scores(make_interrogator, images):
 def chain_setup(make_interrogator, images):
     ci = make_interrogator()
     ci.load(caption=False)
-    feats = ci._image_features(ci._prepare(images))
-    phrases = [l for l, _ in ci._pool.top(feats[:1], 40)[0]]
-    return ci._clip.text, feats, phrases
+    feats = ci.main.image_features(load_images(images))
+    phrases = [l for l, _ in ci.main.tables().pool.top(feats[:1], 40)[0]]
+    return ci.main.clip.text, feats, phrases
 
 
 @pytest.mark.parametrize("reverse", [False, True])
@@ -101,9 +101,9 @@ def greedy_reference(text, feats, phrases, start, min_count, max_count):
 def test_beam_width_one_is_the_greedy_chain(make_interrogator, images):
     ci = make_interrogator()
     r = ci.interrogate(images[:1], mode="best", beam_width=1, min_flavors=2, max_flavors=8, negative_count=0)[0]
-    text = ci._clip.text
-    feats = ci._image_features(ci._prepare(images[:1]))[0]
-    phrases = [l for l, _ in ci._pool.top(feats[None], ci.config.flavor_intermediate_count)[0]]
+    text = ci.main.clip.text
+    feats = ci.main.image_features(load_images(images[:1]))[0]
+    phrases = [l for l, _ in ci.main.tables().pool.top(feats[None], ci.config.flavor_intermediate_count)[0]]
     head = prompts.truncate_to_fit(text, r.caption)
     ref, ref_sim = greedy_reference(text, feats, phrases, head, 2, 8)
     chain = prompts.chain(text, feats, phrases, start=head, min_count=2, max_count=8, beam_width=1)

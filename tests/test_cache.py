@@ -20,7 +20,7 @@ def _build(make_interrogator, **kw):
 
 def test_cold_build_writes_contract_files(make_interrogator, small_data_dir, tmp_path):
     ci = _build(make_interrogator)
-    name = ci._clip.cache_name
+    name = ci.main.clip.cache_name
     labels = builtin_labels(small_data_dir)
     for table in TABLE_NAMES:
         path = tmp_path / "cache" / cache_file_name(name, table)
@@ -50,7 +50,7 @@ def test_file_names_follow_clip_interrogator():
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "hash", "shape", "width", "nan", "no_hash"])
 def test_bad_file_is_recomputed_with_warning(make_interrogator, tmp_path, caplog, damage):
     ci = _build(make_interrogator)
-    path = tmp_path / "cache" / cache_file_name(ci._clip.cache_name, "mediums")
+    path = tmp_path / "cache" / cache_file_name(ci.main.clip.cache_name, "mediums")
     good = {k: v.clone() for k, v in load_file(str(path)).items()}
     if damage == "truncate":
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -123,12 +123,12 @@ def test_cache_written_by_clip_interrogator_060_loads_with_zero_encodes(tiny_mod
     theirs.clip_model, theirs.clip_preprocess = clip.module, clip.preprocess  # class attributes, not fields
     ci060.Interrogator(theirs)
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == len(TABLE_NAMES)
-    assert ours._get_clip().cache_name.replace("/", "_") == f"{arch}_tiny"
+    assert ours.main.clip.cache_name.replace("/", "_") == f"{arch}_tiny"
     calls = count_text_encodes(ours)
     ours.load(caption=False)
     assert calls[0] == 0
     # and the loaded embeddings are theirs
-    flav = ours._tables["flavors"]
+    flav = ours.main.tables().tables["flavors"]
     ref = load_file(str(tmp_path / "cache" / f"{arch}_tiny_flavors.safetensors"))["embeds"]
     labels = builtin_labels(small_data_dir)["flavors"]
     first = labels.index(flav.labels[0])

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-import interrogator_core.interrogator as engine
+
+import interrogator_core.pool as loaders  # where models are loaded
 from interrogator_core import Interrogator, InterrogatorConfig, Interrupted, StandaloneHost, labels
 from interrogator_core.testing import make_tiny_clip
 
@@ -477,7 +478,7 @@ def test_loaded_models_are_in_the_chosen_precision(comfy):
 # -- loader cache ----------------------------------------------------------------------------------------------
 def test_changing_a_widget_reloads_only_what_changed(comfy, monkeypatch):
     counts = {"clip": 0, "caption": 0}
-    real_clip, real_caption = engine.load_clip, engine.load_captioner
+    real_clip, real_caption = loaders.load_clip, loaders.load_captioner
 
     def counting_clip(*a, **k):
         counts["clip"] += 1
@@ -487,8 +488,8 @@ def test_changing_a_widget_reloads_only_what_changed(comfy, monkeypatch):
         counts["caption"] += 1
         return real_caption(*a, **k)
 
-    monkeypatch.setattr(engine, "load_clip", counting_clip)
-    monkeypatch.setattr(engine, "load_captioner", counting_caption)
+    monkeypatch.setattr(loaders, "load_clip", counting_clip)
+    monkeypatch.setattr(loaders, "load_captioner", counting_caption)
     mm = comfy.mm
 
     first = load(comfy)
@@ -657,7 +658,7 @@ def registry_names_to_tiny(comfy, monkeypatch, tiny_models, second_clip) -> List
     """Real registry names cannot be downloaded here: load_clip serves every ``ViT-…`` name from a tiny model
     (SDXL's ViT-bigG → tiny-clip, ViT-L/14 → tiny-clip-b). Returns the names asked for, in order."""
     asked: List[str] = []
-    real = engine.load_clip
+    real = loaders.load_clip
     tiny = {"ViT-bigG-14/laion2b_s39b_b160k": tiny_models["clip"], "ViT-L-14/openai": second_clip,
             "ViT-H-14/laion2b_s32b_b79k": second_clip}
 
@@ -665,7 +666,7 @@ def registry_names_to_tiny(comfy, monkeypatch, tiny_models, second_clip) -> List
         asked.append(name)
         return real(str(tiny.get(name, name)), *args, **kwargs)
 
-    monkeypatch.setattr(engine, "load_clip", load_clip)
+    monkeypatch.setattr(loaders, "load_clip", load_clip)
     return asked
 
 
@@ -715,8 +716,8 @@ def test_new_inputs_are_optional_and_last_so_saved_workflows_keep_working(comfy)
 
 def test_target_picks_the_clip_model_and_reloads_only_clip(comfy, registry_names_to_tiny, monkeypatch):
     captions = []
-    real_caption = engine.load_captioner
-    monkeypatch.setattr(engine, "load_captioner", lambda *a, **k: captions.append(1) or real_caption(*a, **k))
+    real_caption = loaders.load_captioner
+    monkeypatch.setattr(loaders, "load_captioner", lambda *a, **k: captions.append(1) or real_caption(*a, **k))
     first = load(comfy, target="custom")
     interrogate(comfy, image_batch(1), first, "fast", 2, 4, 2)
     assert registry_names_to_tiny == ["tiny-clip"] and len(captions) == 1

@@ -84,7 +84,7 @@ def _oom_when(module, too_big):
 def test_oom_retries_with_smaller_batches_and_gives_the_same_result(make_interrogator, images, caplog):
     ref = make_interrogator().interrogate(images, mode="fast")
     ci = make_interrogator()
-    _oom_when(ci._get_clip().module.visual, 1)
+    _oom_when(ci.main.clip.module.visual, 1)
     with caplog.at_level("WARNING"):
         res = ci.interrogate(images, mode="fast")
     assert [r.positive for r in res] == [r.positive for r in ref]
@@ -95,7 +95,7 @@ def test_oom_at_batch_one_is_a_clear_error_not_a_prompt(make_interrogator, image
     from interrogator_core import DeviceOutOfMemoryError
 
     ci = make_interrogator(offload="offload")
-    hook = _oom_when(ci._get_clip().module.visual, 0)
+    hook = _oom_when(ci.main.clip.module.visual, 0)
     with pytest.raises(DeviceOutOfMemoryError, match="lowvram"):
         ci.interrogate(images, mode="fast")
     hook.remove()
@@ -105,10 +105,11 @@ def test_oom_at_batch_one_is_a_clear_error_not_a_prompt(make_interrogator, image
 def test_adopt_models_takes_only_what_would_load_identically(make_interrogator, images, small_data_dir):
     old = make_interrogator()
     old.interrogate(images[:1], mode="fast")
-    clip_module = old._clip.module
+    clip_module = old.pool.models("clip")[0].module
     new = make_interrogator(caption_model=None)
     assert new.adopt_models_from(old) == ["CLIP model", "label tables"]
-    assert new._clip.module is clip_module and old._clip is None and old._captioner is not None
+    assert new.pool.models("clip")[0].module is clip_module and old.pool.models("clip") == [] \
+        and old.pool.models("caption") != []
     other = make_interrogator(blocklist=["bokeh"])
     assert other.adopt_models_from(new) == ["CLIP model"]  # another blocklist: tables are rebuilt
     assert other.analyze(images[:1], top_n=50, tables=["flavors"])[0].tables["flavors"]

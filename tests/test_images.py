@@ -90,7 +90,7 @@ def test_tiny_images_through_clip_preprocessing_and_the_pipeline(make_interrogat
     """CLIP's open_clip transforms (resize the short side, centre crop) and the whole pipeline take them."""
     ci = make_interrogator()
     im = _tiny(*size)
-    pixels = ci._get_clip().preprocess(im)  # inside: the CLIP model's own transform, no public surface
+    pixels = ci.main.clip.preprocess(im)  # inside: the CLIP model's own transform, no public surface
     assert pixels.shape[0] == 3 and torch.isfinite(pixels).all()
     first = ci.interrogate([im], mode="fast", max_flavors=3)
     again = ci.interrogate([im], mode="fast", max_flavors=3)

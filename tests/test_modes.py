@@ -2,7 +2,7 @@
 import pytest
 from open_clip.tokenizer import SimpleTokenizer
 
-from interrogator_core import InterrogatorError, UnknownNameError, list_modes
+from interrogator_core import InterrogatorError, UnknownNameError, list_modes, load_images
 
 BPE = SimpleTokenizer()
 
@@ -57,8 +57,8 @@ def test_best_picks_the_most_similar_candidate(results):
 def test_negative_chain_is_at_most_as_similar_as_its_least_similar_phrase(make_interrogator, images):
     ci = make_interrogator()
     r = ci.interrogate(images[:1], mode="negative")[0]
-    feats = ci._image_features(ci._prepare(images[:1]))
-    least = ci._negative_pool.scores(feats).min().item()
+    feats = ci.main.image_features(load_images(images[:1]))
+    least = ci.main.tables().negative_pool.scores(feats).min().item()
     assert r.negative_similarity <= least + 2e-3  # + fp16 rounding of the cached single-phrase embeddings
 
 
@@ -69,7 +69,7 @@ def test_deterministic_across_instances(make_interrogator, images, results):
 
 def test_image_features_are_computed_once_per_image(make_interrogator, images):
     ci = make_interrogator()
-    clip = ci._get_clip()
+    clip = ci.main.clip
     calls = []
     clip.module.visual.register_forward_hook(lambda m, i, o: calls.append(o.shape[0]))
     ci.interrogate(images, mode="best")
@@ -102,7 +102,7 @@ def test_no_caption_model(make_interrogator, images):
     r = ci.interrogate(images[:1], mode="fast")[0]
     assert r.caption == "" and r.positive
     with pytest.raises(InterrogatorError, match="caption model"):
-        ci._get_captioner()
+        ci.captions.model()
 
 
 def test_given_captions_are_used(make_interrogator, images):
@@ -143,7 +143,7 @@ def test_user_tables_join_the_pool(make_interrogator, images, tmp_path):
     ci = make_interrogator(user_tables_dir=folder)
     res = ci.analyze(images[:1], top_n=5, tables=["styles"])[0]
     assert sorted(l for l, _ in res.tables["styles"]) == ["zzsty one", "zzsty two"]
-    assert "zzsty one" in ci._pool.labels
+    assert "zzsty one" in ci.main.tables().pool.labels
     (folder / "flavors.txt").write_text("x\n")
     with pytest.raises(InterrogatorError, match="built-in"):
         make_interrogator(user_tables_dir=folder).load(caption=False)
@@ -152,14 +152,14 @@ def test_user_tables_join_the_pool(make_interrogator, images, tmp_path):
 def test_tables_and_pools_share_one_block_of_memory(make_interrogator, images):
     ci = make_interrogator()
     ci.interrogate(images[:1], mode="best")
-    flavors, pool, neg = ci._tables["flavors"], ci._pool, ci._negative_pool
+    flavors, pool, neg = ci.main.tables().tables["flavors"], ci.main.tables().pool, ci.main.tables().negative_pool
     base = pool.embeds.untyped_storage().data_ptr()
-    for t in (flavors, neg, ci._tables["negative"], ci._tables["artists"]):
+    for t in (flavors, neg, ci.main.tables().tables["negative"], ci.main.tables().tables["artists"]):
         assert t.embeds.untyped_storage().data_ptr() == base  # views, not copies
-    assert neg.labels == flavors.labels + ci._tables["negative"].labels
+    assert neg.labels == flavors.labels + ci.main.tables().tables["negative"].labels
     assert "blurry" not in pool.labels and "bokeh" in pool.labels
     ci.offload()
-    assert all(t._on_device is None for t in ci._indexes())
+    assert all(t._on_device is None for t in ci.main.tables().indexes())
 
 
 @pytest.mark.parametrize("mode", ["best", "classic", "fast", "negative"])
@@ -183,8 +183,8 @@ def test_reported_similarities_are_the_prompts_and_score_off_skips_only_extra_en
     ci = make_interrogator()
     scored = ci.interrogate(images, mode=mode, max_flavors=4, negative_count=4)
     bare = ci.interrogate(images, mode=mode, max_flavors=4, negative_count=4, similarities=False)
-    text = ci._clip.text
-    feats = ci._image_features(ci._prepare(images))
+    text = ci.main.clip.text
+    feats = ci.main.image_features(load_images(images))
     for i, (r, b) in enumerate(zip(scored, bare)):
         assert (r.positive, r.negative) == (b.positive, b.negative)
         for prompt, sim in ((r.positive, r.similarity), (r.negative, r.negative_similarity)):

@@ -146,7 +146,7 @@ def test_two_local_clip_folders_with_one_name_do_not_share_a_cache(tmp_path, sma
         ci = Interrogator(InterrogatorConfig(clip_model=str(folder), caption_model=None, cache_dir=cache,
                                              data_dir=small_data_dir), StandaloneHost(device="cpu"))
         ci.load(caption=False)
-        return ci._clip.cache_name, ci._tables["flavors"].embeds
+        return ci.main.clip.cache_name, ci.main.tables().tables["flavors"].embeds
 
     shared = tmp_path / "cache"
     name1, _ = tables(first, shared)
@@ -459,7 +459,7 @@ def test_cancel_during_label_encoding_stops_within_a_few_labels(tiny_models, tmp
 
     ci = Interrogator(InterrogatorConfig(clip_model=str(tiny_models["clip"]), caption_model=None, cache_dir=None,
                                          data_dir=data), StandaloneHost(device="cpu", interrupt=interrupt))
-    clip = ci._get_clip()
+    clip = ci.main.clip
 
     def count(module, inputs, output):
         rows = output.shape[0]

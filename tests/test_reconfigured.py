@@ -22,12 +22,12 @@ def test_offload_policy_switches_in_place(make_interrogator, images):
 def test_another_caption_model_keeps_clip_and_tables(make_interrogator, images, tiny_models):
     ci = make_interrogator()
     ci.interrogate(images[:1], mode="fast")
-    clip, tables, captioner = ci._clip, ci._tables, ci._captioner
+    clip, tables, captioner = ci.main.clip, ci.main.tables(), ci.captions.model()
     new = ci.reconfigured(replace(ci.config, caption_model=None))
     assert new is not ci
-    assert new._clip is clip and new._tables is tables  # taken over, not reloaded
-    assert new._captioner is None
-    assert ci.models == [] and ci._tables is None  # the old one is left empty
+    assert new.pool.models("clip") == [clip] and new.pool.models("tables") == [tables]  # taken over, not reloaded
+    assert new.pool.models("caption") == []
+    assert ci.models == [] and ci.pool.loaded() == set()  # the old one is left empty
     assert captioner is not None  # dropped with the old interrogator
     r = new.interrogate(images[:1], mode="negative")[0]
     assert r.negative
@@ -38,10 +38,11 @@ def test_another_clip_model_keeps_the_caption_model(make_interrogator, images, t
 
     ci = make_interrogator()
     ci.interrogate(images[:1], mode="fast")
-    captioner = ci._captioner
+    captioner = ci.captions.model()
     other_clip = make_tiny_clip(tmp_path / "other-clip", seed=1)
     new = ci.reconfigured(replace(ci.config, clip_model=str(other_clip)))
-    assert new._captioner is captioner and new._clip is None and new._tables is None
+    assert new.pool.models("caption") == [captioner] and new.pool.models("clip") == [] \
+        and new.pool.models("tables") == []
     assert ci.models == []
 
 

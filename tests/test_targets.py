@@ -7,7 +7,8 @@ import torch
 from open_clip.tokenizer import SimpleTokenizer
 
 import interrogator_core.interrogator as engine
-from interrogator_core import (MAX_BEAM_WIDTH, InterrogatorConfig, StandaloneHost, UnknownNameError, get_target,
+import interrogator_core.pool as loaders  # where models are loaded
+from interrogator_core import (MAX_BEAM_WIDTH, load_images, InterrogatorConfig, StandaloneHost, UnknownNameError, get_target,
                                list_targets)
 from interrogator_core.request import check_request
 from interrogator_core.targets import CLIP_G, CLIP_H, CLIP_L, NO_NEGATIVE_NOTE
@@ -31,8 +32,7 @@ def bpe_tokens(prompt: str) -> int:
 
 def encoder_text(ci, key: str):
     """The TextEncoder (tokenizer path) the engine used for the prompt ``key``."""
-    main = ci.config.preset.main_encoder
-    return (ci if key == main else ci._encoders[key])._clip.text
+    return ci.encoders[key].clip.text
 
 
 def engine_fits(ci, key: str, prompt: str) -> bool:
@@ -108,9 +108,9 @@ def test_sdxl_tags_joins_the_caption_and_terms_as_tags(make_interrogator, images
     assert fast.positive.startswith(fast.caption + ", ") and fast.prompts == {"clip_g": fast.positive}
     classic = ci.interrogate(images[:1], mode="classic", captions=[caption], negative_count=0)[0]
     tags = classic.positive.split(", ")
-    feats = ci._image_features(ci._prepare(images[:1]))
-    medium = ci._tables["mediums"].top(feats, 1)[0][0][0]
-    artist = ci._tables["artists"].top(feats, 1)[0][0][0]
+    feats = ci.main.image_features(load_images(images[:1]))
+    medium = ci.main.tables().tables["mediums"].top(feats, 1)[0][0][0]
+    artist = ci.main.tables().tables["artists"].top(feats, 1)[0][0][0]
     assert medium in tags and artist in tags, "classic layout: medium and artist are tags of their own"
     assert all(t == t.strip() and t for t in tags)
 
@@ -143,7 +143,7 @@ def test_target_caption_style_falls_back_to_short_with_a_note(make_interrogator,
 
 def test_caption_settings_reach_the_caption_model(make_interrogator, images, monkeypatch):
     seen: Dict[str, object] = {}
-    real = engine.load_captioner
+    real = loaders.load_captioner
 
     def load_captioner(*args, **kwargs):
         seen["trust_remote_code"] = kwargs.get("trust_remote_code")
@@ -157,7 +157,7 @@ def test_caption_settings_reach_the_caption_model(make_interrogator, images, mon
         cap.generate = spy
         return cap
 
-    monkeypatch.setattr(engine, "load_captioner", load_captioner)
+    monkeypatch.setattr(loaders, "load_captioner", load_captioner)
     ci = make_interrogator(caption_style="short", caption_prompt=" Describe the lighting. ", caption_max_length=None)
     ci.interrogate(images[:1], mode="caption")
     assert seen == {"trust_remote_code": False, "style": "short", "instruction": "Describe the lighting.",
@@ -204,19 +204,19 @@ def test_lowvram_keeps_one_model_of_the_whole_tree_on_the_device(target, dual, m
     assert host.on_device == [], "everything is offloaded after the call"
     assert len(ci.models) == 3 and {m.name for m in ci.models} >= set(host.loads)
     ci.unload()
-    assert ci.models == [] and ci._encoders == {}
+    assert ci.models == [] and ci.pool.loaded() == set()
 
 
 def test_offload_and_release_cover_every_encoder(make_interrogator, images, registry_to_tiny):
     ci = make_interrogator(target="sdxl", sdxl_dual=True)  # keep: models stay after the call
     ci.interrogate(images[:1], mode="fast", max_flavors=4, min_flavors=2)
-    extra = ci._encoders["clip_l"]
-    assert extra._clip is not None and extra._clip.handle in ci.models
-    extra._clip.text._kv_cache.append(("x", None, None))
+    extra = ci.encoders["clip_l"]
+    assert extra.clip.handle in ci.models
+    extra.clip.text._kv_cache.append(("x", None, None))  # an inside: the cached prefix the release must drop
     ci.release_device_caches()
-    assert extra._clip.text._kv_cache == []
+    assert extra.clip.text._kv_cache == []
     ci.set_offload("offload")
-    assert extra.config.offload is engine.OffloadPolicy.OFFLOAD
+    assert ci.pool.policy is engine.OffloadPolicy.OFFLOAD
 
 
 # -- validation in the core, once -------------------------------------------------------------------------------
@@ -232,7 +232,7 @@ def test_interrogate_validates_its_arguments(make_interrogator, images):
             ci.interrogate(images[:1], mode=bad)
     with pytest.raises(ValueError, match="negative_count must be a whole number"):
         ci.interrogate(images[:1], negative_count="many")
-    assert ci._clip is None and ci._captioner is None, "bad arguments fail before any model loads"
+    assert ci.pool.loaded() == set(), "bad arguments fail before any model loads"
 
 
 def test_an_unset_min_flavors_is_its_default_capped_at_max():
@@ -259,7 +259,7 @@ def test_whole_numbers_from_widgets_are_converted():
 def test_prefix_cache_holds_the_widest_beam_and_its_parents(make_interrogator):
     """A chain step of MAX_BEAM_WIDTH beams computes their prefixes one by one; each must find its parent
     prefix of the previous step still cached, in any order of parents."""
-    text = make_interrogator()._get_clip().text
+    text = make_interrogator().main.clip.text
     parents = [torch.tensor([49406, 1000 + i, 267]) for i in range(MAX_BEAM_WIDTH)]
     for p in parents:
         text._prefix_kv(p)

@@ -84,10 +84,10 @@ def registry_clips(monkeypatch, tiny_models, second_tiny_clip):
     """Real registry names cannot be downloaded in tests: the engine's ``load_clip`` serves the target presets'
     names from tiny models (ViT-bigG and ViT-H → tiny-clip, ViT-L/14 → the second tiny CLIP). Returns the
     list of names asked for."""
-    import interrogator_core.interrogator as engine
+    import interrogator_core.pool as loaders  # where models are loaded
 
     asked = []
-    real = engine.load_clip
+    real = loaders.load_clip
     tiny = {"ViT-bigG-14/laion2b_s39b_b160k": tiny_models["clip"], "ViT-H-14/laion2b_s32b_b79k": tiny_models["clip"],
             "ViT-L-14/openai": second_tiny_clip}
 
@@ -95,5 +95,5 @@ def registry_clips(monkeypatch, tiny_models, second_tiny_clip):
         asked.append(name)
         return real(str(tiny.get(name, name)), *args, **kwargs)
 
-    monkeypatch.setattr(engine, "load_clip", load_clip)
+    monkeypatch.setattr(loaders, "load_clip", load_clip)
     return asked
