@@ -27,8 +27,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from .cache import weights_fingerprint
 from . import hub
+from .cache import sanitize_model_name, weights_fingerprint
 from .errors import ModelLoadError, ModelNotFoundError, UnknownNameError
 from .host import ModelHandle
 from .textenc import TextEncoder
@@ -157,8 +157,6 @@ def resolve_clip(name: str, search_dirs: Sequence[os.PathLike] = ()) -> ClipSour
 
 def _file_base(name: str) -> str:
     """The file/folder name a registry model's local copy has in a models folder (``ViT-L-14_openai``)."""
-    from .cache import sanitize_model_name
-
     return sanitize_model_name(name)
 
 
