@@ -43,7 +43,8 @@ def test_warm_load_encodes_nothing(make_interrogator):
 
 def test_file_names_follow_clip_interrogator():
     assert cache_file_name("ViT-L-14/openai", "flavors") == "ViT-L-14_openai_flavors.safetensors"
-    assert cache_file_name("ViT-bigG-14/laion2b_s39b_b160k", "artists") == "ViT-bigG-14_laion2b_s39b_b160k_artists.safetensors"
+    assert (cache_file_name("ViT-bigG-14/laion2b_s39b_b160k", "artists")
+            == "ViT-bigG-14_laion2b_s39b_b160k_artists.safetensors")
     assert cache_file_name("ViT-B-16-SigLIP/webli@x", "negative") == "ViT-B-16-SigLIP_webli_x_negative.safetensors"
     assert label_hash(["a", "b"]) == hashlib.sha256(b"a,b").hexdigest()
 
