@@ -5,9 +5,10 @@ L2-normalized) and ``hash`` (int8, ASCII codes of the sha256 hex digest of ``","
 Writes are atomic (temp file + rename). A file that is unreadable or does not match is recomputed with a
 warning, never a crash; an unwritable cache folder keeps embeddings in memory and warns once.
 
-The clip name of a registry model (``ARCH/TAG``) is used as is, so clip-interrogator's caches load. A local
-model's name carries a fingerprint of its weights (:func:`weights_fingerprint`), so two different models in
-folders of the same name never share a cache.
+The clip name of a registry model (``ARCH/TAG``) is used as is, so clip-interrogator's caches load; which
+name a model caches under is decided in one place, ``clip.ClipSource.cache_name``. A local model's name carries
+a fingerprint of its weights (:func:`weights_fingerprint`), so two different models in folders of the same name
+never share a cache. File names hold no character that some OS forbids (:func:`sanitize_model_name`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import struct
 import zipfile
 from pathlib import Path
@@ -28,9 +30,17 @@ from .fileio import atomic_target
 log = logging.getLogger(__name__)
 
 
+#: characters no file name may hold on some OS (Windows NTFS: <>:"/\|?* and control characters; ':' opens an
+#: alternate data stream there): each becomes "_", like clip-interrogator's "/" and "@"
+_UNSAFE = re.compile(r'[<>:"/\\|?*@\x00-\x1f]')
+
+
 def sanitize_model_name(clip_name: str) -> str:
-    """clip-interrogator's file-name form of a CLIP model name."""
-    return clip_name.replace("/", "_").replace("@", "_")
+    """The file-name form of a CLIP cache name: clip-interrogator's ("/" and "@" become "_"), and every
+    character a file name cannot hold on Windows, macOS or Linux becomes "_" too. Registry names (letters,
+    digits, ``-``, ``_``, ``.``, ``/``, ``@``) come out exactly as clip-interrogator names them
+    (``ViT-L-14/openai`` -> ``ViT-L-14_openai``); ``hf-hub:org/repo`` -> ``hf-hub_org_repo``."""
+    return _UNSAFE.sub("_", clip_name)
 
 
 def cache_file_name(clip_name: str, table: str) -> str:

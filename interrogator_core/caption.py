@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from . import hub
 from .errors import ImageError, InterrogatorError, ModelLoadError, ModelNotFoundError, UnknownNameError
 from .host import ModelHandle
 
@@ -419,15 +420,24 @@ class Captioner:
         return " ".join(text.split())
 
 
-def _config_dict(source: str, download_dir: Optional[os.PathLike]) -> dict:
+def _config_dict(source: str, download_dir: Optional[os.PathLike], local_files_only: bool = False) -> dict:
     """config.json of a folder or hub id as a plain dict (no class needed, so it works on old transformers)."""
     if Path(source).is_dir():
         return _read_config(Path(source))
     import transformers
 
     cfg_cls = getattr(transformers, "PretrainedConfig", None) or getattr(transformers, "PreTrainedConfig")
-    config, _ = cfg_cls.get_config_dict(source, cache_dir=download_dir)
+    config, _ = cfg_cls.get_config_dict(source, cache_dir=download_dir, local_files_only=local_files_only)
     return config
+
+
+def _not_found(name: str, source: str, looked: Sequence[Path], why: str) -> ModelNotFoundError:
+    """The one "not on this machine" error of a caption model: why it was not downloaded, where we looked, the fix."""
+    where = ", ".join(str(p) for p in looked) or "(no local model folder configured)"
+    return ModelNotFoundError(
+        f"caption model {name!r} ({source}) is not on this machine and could not be downloaded ({why}). "
+        f"Looked in: {where} and the Hugging Face cache. Offline? Copy the model folder (config.json, weights, "
+        f"processor files) to <models folder>/{name}/ or pass the folder's path.")
 
 
 def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: Sequence[os.PathLike] = (),
@@ -448,8 +458,17 @@ def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: S
             raise ModelLoadError(_remote_code_message(name, source))
     elif not local and family:
         check_family_supported(family, name)
+    lookup = f"caption:{source}:{download_dir or ''}"
+    offline = False  # True: the files come from the Hugging Face cache only (the hub cannot be asked now)
+    if not local:
+        why = hub.unavailable() or hub.failed_before(lookup)
+        if why:
+            if hub.cached_hub_file(source, "config.json", download_dir) is None:
+                hub.remember_failure(lookup, why)
+                raise _not_found(name, source, looked, why)
+            offline = True
     try:
-        config = _config_dict(source, download_dir)
+        config = _config_dict(source, download_dir, local_files_only=offline)
         if not family:
             family = _family_of_config(config, f"{name!r}")
         remote = needs_remote_code(config)
@@ -460,6 +479,8 @@ def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: S
         fam = FAMILIES[family]
         dtype = caption_dtype(family, dtype)
         kwargs: Dict[str, Any] = {_dtype_kwarg(): dtype, "cache_dir": download_dir}
+        if offline:
+            kwargs["local_files_only"] = True
         if local and any(Path(source).glob("*.safetensors")):
             kwargs["use_safetensors"] = True
         if remote:
@@ -468,7 +489,8 @@ def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: S
         else:
             module = getattr(transformers, fam.model_class).from_pretrained(source, **kwargs)
         processor = transformers.AutoProcessor.from_pretrained(source, cache_dir=download_dir,
-                                                               **({"trust_remote_code": True} if remote else {}))
+                                                               **({"trust_remote_code": True} if remote else {}),
+                                                               **({"local_files_only": True} if offline else {}))
         tokenizer = getattr(processor, "tokenizer", None)
         _check_tokenizer(tokenizer, source)
         if fam.decoder_only and tokenizer is not None:
@@ -478,13 +500,9 @@ def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: S
     except Exception as e:
         if local:
             raise ModelLoadError(f"cannot load caption model from {source}: {type(e).__name__}: {e}") from e
-        where = ", ".join(str(p) for p in looked) or "(no local model folder configured)"
-        raise ModelNotFoundError(
-            f"caption model {name!r} ({source}) is not on this machine and could not be downloaded "
-            f"({type(e).__name__}: {str(e)[:300]}). Looked in: {where} and the Hugging Face cache. Offline? "
-            f"Copy the model folder (config.json, weights, processor files) to <models folder>/{name}/ "
-            "or pass the folder's path."
-        ) from e
+        why = f"{type(e).__name__}: {str(e)[:300]}"
+        hub.remember_failure(lookup, why)
+        raise _not_found(name, source, looked, why) from e
     module.eval()
     module.requires_grad_(False)
     log.info("loaded caption model %s (%s, %s%s)", name, family, dtype, ", remote code" if remote else "")

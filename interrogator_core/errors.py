@@ -14,7 +14,9 @@ class InterrogatorError(Exception):
 class UnknownNameError(InterrogatorError, ValueError):
     """A name (model, mode, table, ...) that is not in a registry; the message lists close valid names."""
 
-    def __init__(self, kind: str, name: str, valid: Iterable[str], hint: str = "") -> None:
+    def __init__(self, kind: str, name: str, valid: Iterable[str], hint: str = "", listing: str = "") -> None:
+        """``listing``: the public call that lists every valid name (e.g. ``interrogator_core.list_clip_models()``),
+        named in the message when the names are too many to show."""
         valid = sorted(set(valid))
         close = difflib.get_close_matches(name, valid, n=5, cutoff=0.5) if isinstance(name, str) else []
         msg = f"unknown {kind} {name!r}"
@@ -22,8 +24,10 @@ class UnknownNameError(InterrogatorError, ValueError):
             msg += f"; did you mean: {', '.join(close)}?"
         if len(valid) <= 20:
             msg += f" Valid: {', '.join(valid)}."
+        elif listing:
+            msg += f" ({len(valid)} valid names; see {listing}.)"
         else:
-            msg += f" ({len(valid)} valid names; see list_{kind.replace(' ', '_')}s())."
+            msg += f" ({len(valid)} valid names, e.g. {', '.join(valid[:5])}.)"
         if hint:
             msg += " " + hint
         super().__init__(msg)

@@ -43,8 +43,26 @@ def test_warm_load_encodes_nothing(make_interrogator):
 
 def test_file_names_follow_clip_interrogator():
     assert cache_file_name("ViT-L-14/openai", "flavors") == "ViT-L-14_openai_flavors.safetensors"
-    assert cache_file_name("hf-hub:laion/CLIP@x", "artists") == "hf-hub:laion_CLIP_x_artists.safetensors"
+    assert (cache_file_name("ViT-bigG-14/laion2b_s39b_b160k", "artists")
+            == "ViT-bigG-14_laion2b_s39b_b160k_artists.safetensors")
+    assert cache_file_name("ViT-B-16-SigLIP/webli@x", "negative") == "ViT-B-16-SigLIP_webli_x_negative.safetensors"
     assert label_hash(["a", "b"]) == hashlib.sha256(b"a,b").hexdigest()
+
+
+@pytest.mark.parametrize("name", ["hf-hub:laion/CLIP-ViT-g-14@main", 'we<ird>:na"me|?*\\x\x01y', "C:\\models\\clip"])
+def test_file_names_are_safe_on_every_os(name, tmp_path):
+    """No character Windows (NTFS: ':' opens an alternate data stream), macOS or Linux refuses in a file name;
+    the file is written and read back under that name."""
+    from interrogator_core import LabelCache
+
+    fname = cache_file_name(name, "flavors")
+    assert not set(fname) & set('<>:"/\\|?*') and all(ord(c) >= 32 for c in fname), fname
+    assert fname.endswith("_flavors.safetensors")
+    cache = LabelCache(tmp_path)
+    emb = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    assert cache.save(name, "flavors", ["a", "b", "c"], emb)
+    assert [p.name for p in tmp_path.iterdir()] == [fname]
+    assert torch.equal(cache.load(name, "flavors", ["a", "b", "c"]), emb.half())
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "hash", "shape", "width", "nan", "no_hash"])
@@ -133,3 +151,42 @@ def test_cache_written_by_clip_interrogator_060_loads_with_zero_encodes(tiny_mod
     labels = builtin_labels(small_data_dir)["flavors"]
     first = labels.index(flav.labels[0])
     assert torch.equal(flav.embeds[0], ref[first])
+
+
+@pytest.mark.parametrize("layout", ["weights file", "snapshot folder"])
+def test_registry_model_finds_clip_interrogator_cache_in_either_offline_layout(layout, tiny_models, small_data_dir,
+                                                                               tmp_path, monkeypatch):
+    """A registry model (ARCH/TAG) whose files are in a models folder, as ``ARCH_TAG.safetensors`` or as a hub
+    snapshot folder at the name's path (``ARCH/TAG/``), caches under the registry name: clip-interrogator's
+    cache files of that model load with zero encodes."""
+    import open_clip
+
+    from interrogator_core import Interrogator, InterrogatorConfig, StandaloneHost
+
+    arch = "pi-tiny-0"  # registered by make_tiny_clip; "tiny" becomes a registry tag of it for this test
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, arch, {"tiny": {}})
+    # clip-interrogator's cache of this model: encoded once from the same weights, under its file names
+    made = Interrogator(InterrogatorConfig(clip_model=str(tiny_models["clip"]), caption_model=None,
+                                           cache_dir=tmp_path / "seed", data_dir=small_data_dir),
+                        StandaloneHost(device="cpu"))
+    made.load(caption=False)
+    prefix = cache_file_name(made._get_clip().cache_name, "")[: -len("_.safetensors")]
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for f in (tmp_path / "seed").glob("*.safetensors"):
+        shutil.copy(f, cache / f"{arch}_tiny_{f.name[len(prefix) + 1:]}")
+    theirs = sorted(p.name for p in cache.iterdir())
+    assert f"{arch}_tiny_flavors.safetensors" in theirs
+    models = tmp_path / "models"
+    if layout == "weights file":
+        models.mkdir()
+        shutil.copy(tiny_models["clip"] / "open_clip_model.safetensors", models / f"{arch}_tiny.safetensors")
+    else:
+        shutil.copytree(tiny_models["clip"], models / arch / "tiny")
+    ours = Interrogator(InterrogatorConfig(clip_model=f"{arch}/tiny", caption_model=None, model_dirs=[models],
+                                           cache_dir=cache, data_dir=small_data_dir), StandaloneHost(device="cpu"))
+    calls = count_text_encodes(ours)
+    ours.load(caption=False)
+    assert ours._get_clip().cache_name == f"{arch}/tiny"
+    assert calls[0] == 0
+    assert sorted(p.name for p in cache.iterdir()) == theirs  # nothing written under another name

@@ -119,3 +119,153 @@ def test_models_load_lazily(tiny_models, small_data_dir, tmp_path):
     ci = Interrogator(InterrogatorConfig(clip_model="ViT-B-32/does-not-matter-yet", cache_dir=tmp_path),
                       StandaloneHost(device="cpu"))
     assert ci.models == []  # constructing an interrogator loads (and validates) nothing
+
+
+def test_loading_a_snapshot_folder_leaves_nothing_behind(tiny_models, tmp_path, monkeypatch):
+    """No config file in the temp folder, nothing added to open_clip's model registry (which would grow with
+    every folder loaded and outlive the process's need for it)."""
+    import tempfile
+
+    import open_clip
+
+    folder = tmp_path / "fresh-snapshot"  # a path no earlier test has loaded
+    shutil.copytree(tiny_models["clip"], folder)
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))  # other processes share the real one
+    registry = sorted(open_clip.list_models())
+    clip = load_clip(str(folder))
+    assert clip.encode_images(torch.zeros(1, 3, 32, 32)).shape == (1, 32)
+    assert list(private_tmp.iterdir()) == []
+    assert sorted(open_clip.list_models()) == registry
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_snapshot_folder_builds_the_model_open_clip_builds(tiny_models, images, dtype):
+    """The folder's config builds the same model, precision and preprocessing as open_clip's own factory does
+    for that config registered under a name (pi-tiny-0, registered by make_tiny_clip)."""
+    weights = tiny_models["clip"] / "open_clip_model.safetensors"
+    folder, named = load_clip(str(tiny_models["clip"]), dtype=dtype), load_clip(f"pi-tiny-0/{weights}", dtype=dtype)
+    a, b = folder.module.state_dict(), named.module.state_dict()
+    assert list(a) == list(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]), k
+    pa, pb = folder.preprocess(images[1]), named.preprocess(images[1])
+    assert torch.equal(pa, pb)
+    if dtype == torch.float32:  # (half-precision towers run on a host's device, not in this CPU test)
+        assert torch.equal(folder.encode_images(pa[None]), named.encode_images(pb[None]))
+    for x, y in zip(folder.text.tokenize(["a red house"]), named.text.tokenize(["a red house"])):
+        assert torch.equal(x, y)
+
+
+def test_unknown_clip_architecture_points_to_a_real_listing():
+    import re
+
+    import interrogator_core
+
+    with pytest.raises(UnknownNameError) as e:
+        resolve_clip("NotAnArch-99/openai")
+    calls = re.findall(r"(\w+)\(\)", str(e.value))
+    assert calls and all(c in interrogator_core.__all__ for c in calls), str(e.value)
+
+
+# --- offline: a model that is not on disk fails at once ----------------------------------------------------------
+
+@pytest.fixture
+def hub_calls(monkeypatch):
+    """Counts every download attempt (each refused, as an unreachable hub would) and every reachability probe."""
+    import huggingface_hub
+    import huggingface_hub.file_download
+    import open_clip
+
+    from interrogator_core import hub
+
+    counts = {"download": 0, "probe": 0}
+    real = huggingface_hub.file_download.hf_hub_download
+
+    def refuse(*args, **kwargs):
+        if kwargs.get("local_files_only"):  # a look into the download cache, not a lookup online
+            return real(*args, **kwargs)
+        counts["download"] += 1
+        raise OSError("download refused by the test (no network)")
+
+    targets = [(open_clip.pretrained, "hf_hub_download"), (open_clip.pretrained, "download_pretrained_from_url"),
+               (huggingface_hub, "hf_hub_download"), (huggingface_hub.file_download, "hf_hub_download"),
+               (huggingface_hub, "snapshot_download")]
+    try:
+        import transformers.utils.hub as tf_hub
+
+        targets += [(tf_hub, n) for n in ("hf_hub_download", "snapshot_download") if hasattr(tf_hub, n)]
+    except ImportError:
+        pass
+    for mod, attr in targets:
+        if hasattr(mod, attr):
+            monkeypatch.setattr(mod, attr, refuse)
+    real_probe = hub._probe
+
+    def probe(base):
+        counts["probe"] += 1
+        return real_probe(base)
+
+    monkeypatch.setattr(hub, "_probe", probe)
+    hub.forget()
+    yield counts
+    hub.forget()
+
+
+def _unreachable_hub(monkeypatch):
+    """Not offline by setting, but the endpoint refuses connections (a closed port)."""
+    import huggingface_hub.constants
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    import transformers.utils.hub as tf_hub
+
+    if hasattr(tf_hub, "_is_offline_mode"):  # transformers 4.x reads the variables once, at import
+        monkeypatch.setattr(tf_hub, "_is_offline_mode", False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")
+
+
+@pytest.mark.parametrize("network", ["HF_HUB_OFFLINE=1", "unreachable endpoint"])
+@pytest.mark.parametrize("kind", ["clip", "caption"])
+def test_missing_models_fail_at_once_without_hub_lookups(kind, network, hub_calls, monkeypatch, tmp_path):
+    """Offline (by setting, or the hub cannot be reached) a model not on disk is the clear error at once: no
+    download attempt, one reachability probe at most, and a second load asks nothing again."""
+    if network == "HF_HUB_OFFLINE=1":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:
+        _unreachable_hub(monkeypatch)
+    for _ in range(2):
+        with pytest.raises(ModelNotFoundError) as e:
+            if kind == "clip":
+                load_clip("ViT-B-32/laion2b_s34b_b79k", search_dirs=[tmp_path], download_dir=tmp_path / "downloads")
+            else:
+                load_captioner("blip-base", search_dirs=[tmp_path], download_dir=tmp_path / "downloads")
+        assert hub_calls["download"] == 0
+        msg = str(e.value)
+        if kind == "clip":
+            assert "ViT-B-32/laion2b_s34b_b79k" in msg and str(tmp_path) in msg
+            assert "ViT-B-32_laion2b_s34b_b79k.safetensors" in msg
+        else:
+            assert "blip-base" in msg and str(tmp_path / "blip-base") in msg and "<models folder>/blip-base/" in msg
+        assert ("HF_HUB_OFFLINE" in msg) if network == "HF_HUB_OFFLINE=1" else ("127.0.0.1:9" in msg)
+    assert hub_calls["probe"] == (0 if network == "HF_HUB_OFFLINE=1" else 1)
+
+
+def test_unreachable_hub_still_loads_from_the_download_cache(hub_calls, monkeypatch, tmp_path, tiny_models):
+    """With the hub out of reach, a caption model already in the Hugging Face cache loads from there, asking
+    nothing (transformers is told local_files_only)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    _unreachable_hub(monkeypatch)
+    repo = "Salesforce/blip-image-captioning-base"
+    snap = tmp_path / "hf" / f"models--{repo.replace('/', '--')}" / "snapshots" / ("0" * 40)
+    shutil.copytree(tiny_models["blip"], snap)
+    (snap.parent.parent / "refs").mkdir()
+    (snap.parent.parent / "refs" / "main").write_text("0" * 40)
+    assert try_to_load_from_cache(repo, "config.json", cache_dir=str(tmp_path / "hf"))
+    cap = load_captioner("blip-base", download_dir=tmp_path / "hf")
+    assert cap.family == "blip"
+    assert hub_calls["download"] == 0
