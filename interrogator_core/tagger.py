@@ -18,6 +18,7 @@ import csv
 import json
 import logging
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,12 +110,13 @@ class TaggerOptions:
     def __post_init__(self) -> None:
         for name in ("general_threshold", "character_threshold"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"TaggerOptions.{name} must be a number from 0 to 1, got {value!r}")
             object.__setattr__(self, name, float(value))
-        if isinstance(self.max_tags, bool) or not isinstance(self.max_tags, int) or self.max_tags < 0:
+        if isinstance(self.max_tags, bool) or not isinstance(self.max_tags, numbers.Integral) or self.max_tags < 0:
             raise ValueError(f"TaggerOptions.max_tags must be a whole number >= 0 (0 = no limit), got "
                              f"{self.max_tags!r}")
+        object.__setattr__(self, "max_tags", int(self.max_tags))
         object.__setattr__(self, "exclude", _tag_list(self.exclude, "TaggerOptions.exclude"))
         object.__setattr__(self, "always_first", _tag_list(self.always_first, "TaggerOptions.always_first"))
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from interrogator_core.caption import (CAPTION_MODELS, FAMILIES, caption_dtype, check_family_supported,
+from interrogator_core.caption import (CAPTION_MODELS, caption_dtype, check_family_supported,
                                        load_captioner, resolve_caption_model)
 from interrogator_core.errors import InterrogatorError, ModelLoadError, ModelNotFoundError, UnknownNameError
 from interrogator_core.tagger import (KAOMOJIS, MIN_TIMM, TAGGER_FAMILY, Tagger, TaggerOptions, TaggerPreprocess,
