@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from torch import nn
 from . import hub
 from .errors import ImageError, InterrogatorError, ModelLoadError, ModelNotFoundError, UnknownNameError
 from .host import ModelHandle
+from .tagger import TAGGER_FAMILY, Tagger, TaggerOptions, check_timm_supported, is_tagger_config, load_tagger
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,9 @@ FAMILIES: Dict[str, CaptionFamily] = {
                  "tags": "Write a list of Booru tags for this image."},
         default_styles=CAPTION_STYLES, decoder_only=True, fp16_ok=False,
         system="You are a helpful image captioner."),
+    # image taggers (WD v3 layout) load through timm, not transformers (see tagger.py): min_transformers does not
+    # apply, check_family_supported checks timm instead
+    TAGGER_FAMILY: CaptionFamily("timm", "0", True, prompts={"tags": ""}, default_styles=("tags",)),
 }
 MODEL_TYPES = {"blip": "blip", "blip-2": "blip2", "git": "git", "florence2": "florence2",
                "qwen2_5_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl", "llava": "llava"}
@@ -139,6 +143,12 @@ CAPTION_MODELS: Dict[str, CaptionModelSpec] = {
     "qwen3-vl-2b": CaptionModelSpec("Qwen/Qwen3-VL-2B-Instruct", "qwen3_vl", "4.3 GB"),
     "qwen3-vl-4b": CaptionModelSpec("Qwen/Qwen3-VL-4B-Instruct", "qwen3_vl", "8.9 GB"),
     "joycaption-beta-one": CaptionModelSpec("fancyfeast/llama-joycaption-beta-one-hf-llava", "llava", "17 GB"),
+    # SmilingWolf's WD v3 taggers (timm layout; sizes: model.safetensors on the hub)
+    "wd-eva02-large-tagger-v3": CaptionModelSpec("SmilingWolf/wd-eva02-large-tagger-v3", TAGGER_FAMILY, "1.26 GB"),
+    "wd-vit-large-tagger-v3": CaptionModelSpec("SmilingWolf/wd-vit-large-tagger-v3", TAGGER_FAMILY, "1.26 GB"),
+    "wd-swinv2-tagger-v3": CaptionModelSpec("SmilingWolf/wd-swinv2-tagger-v3", TAGGER_FAMILY, "392 MB"),
+    "wd-convnext-tagger-v3": CaptionModelSpec("SmilingWolf/wd-convnext-tagger-v3", TAGGER_FAMILY, "395 MB"),
+    "wd-vit-tagger-v3": CaptionModelSpec("SmilingWolf/wd-vit-tagger-v3", TAGGER_FAMILY, "378 MB"),
 }
 
 
@@ -175,7 +185,10 @@ def caption_dtype(family: str, dtype: torch.dtype) -> torch.dtype:
 
 
 def check_family_supported(family: str, name: str = "") -> None:
-    """Raise ModelLoadError when the installed transformers is older than the family needs."""
+    """Raise ModelLoadError when the installed transformers (timm for taggers) is older than the family needs."""
+    if family == TAGGER_FAMILY:
+        check_timm_supported(name)
+        return
     fam = FAMILIES[family]
     if not _at_least(fam.min_transformers):
         raise ModelLoadError(
@@ -194,10 +207,14 @@ def _read_config(folder: Path) -> dict:
 
 
 def _family_of_config(config: dict, where: str) -> str:
+    """The caption family of a config.json: a timm config (a tagger folder) or a transformers ``model_type``."""
+    if is_tagger_config(config):
+        return TAGGER_FAMILY
     model_type = config.get("model_type", "")
     if model_type not in MODEL_TYPES:
         raise ModelLoadError(
-            f"caption model {where} is a {model_type!r} model; supported types: {', '.join(MODEL_TYPES)}"
+            f"caption model {where} is a {model_type!r} model; supported types: {', '.join(MODEL_TYPES)}, and "
+            "image taggers (a timm config.json with model.safetensors and selected_tags.csv)"
         )
     return MODEL_TYPES[model_type]
 
@@ -441,8 +458,13 @@ def _not_found(name: str, source: str, looked: Sequence[Path], why: str) -> Mode
 
 
 def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: Sequence[os.PathLike] = (),
-                   download_dir: Optional[os.PathLike] = None, trust_remote_code: bool = False) -> Captioner:
+                   download_dir: Optional[os.PathLike] = None, trust_remote_code: bool = False,
+                   tagger_options: Optional[TaggerOptions] = None) -> Union[Captioner, Tagger]:
     """Load a caption model on the CPU in ``caption_dtype(family, dtype)``.
+
+    An image tagger (a folder with a timm config.json, model.safetensors and selected_tags.csv, or a known tagger
+    repository) loads as a :class:`~interrogator_core.tagger.Tagger` with ``tagger_options`` (None: the
+    defaults); other models ignore them.
 
     Native transformers classes only, unless ``trust_remote_code`` is True and the checkpoint is in a format
     only its own code reads (original Florence-2 / PromptGen). Raises ModelLoadError for a too-old transformers
@@ -468,9 +490,11 @@ def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: S
                 raise _not_found(name, source, looked, why)
             offline = True
     try:
-        config = _config_dict(source, download_dir, local_files_only=offline)
+        config = {} if family == TAGGER_FAMILY else _config_dict(source, download_dir, local_files_only=offline)
         if not family:
             family = _family_of_config(config, f"{name!r}")
+        if family == TAGGER_FAMILY:
+            return load_tagger(name, source, caption_dtype(family, dtype), download_dir, options=tagger_options)
         remote = needs_remote_code(config)
         if remote and not trust_remote_code:
             raise ModelLoadError(_remote_code_message(name, source))
@@ -495,7 +519,7 @@ def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: S
         _check_tokenizer(tokenizer, source)
         if fam.decoder_only and tokenizer is not None:
             tokenizer.padding_side = "left"
-    except (ModelLoadError, UnknownNameError):
+    except (ModelLoadError, ModelNotFoundError, UnknownNameError):
         raise
     except Exception as e:
         if local:

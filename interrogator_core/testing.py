@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -267,3 +267,60 @@ def make_tiny_llava(folder: PathLike, seed: int = 0) -> Path:
                                vision_feature_select_strategy="full", chat_template=LLAVA_CHAT_TEMPLATE,
                                num_additional_image_tokens=0)
     return _save(model, processor, folder)
+
+
+# --- tiny image tagger (WD v3 hub layout) -------------------------------------------------------------------------
+#: A small selected_tags.csv: 4 ratings, general tags (one kaomoji, one with parentheses) and 2 characters, in the
+#: WD v3 order (ratings, general, character).
+TINY_TAGS: Tuple[Tuple[str, int], ...] = (
+    ("general", 9), ("sensitive", 9), ("questionable", 9), ("explicit", 9),
+    ("1girl", 0), ("solo", 0), ("long_hair", 0), ("smile", 0), ("^_^", 0), ("hat_(object)", 0), ("blue_sky", 0),
+    ("hatsune_miku", 4), ("kirisame_marisa", 4),
+)
+
+#: The WD v3 timm config shape (SmilingWolf/wd-vit-tagger-v3: vit_base_patch16_224 with these model_args at 448
+#: px), shrunk to 2 layers of width 32 at 32 px.
+TINY_TAGGER_MODEL_ARGS = {"img_size": 32, "patch_size": 16, "embed_dim": 32, "depth": 2, "num_heads": 2,
+                          "class_token": False, "global_pool": "avg", "fc_norm": False, "act_layer": "gelu_tanh"}
+
+
+def make_tiny_tagger(folder: PathLike, seed: int = 0, tags: Sequence[Tuple[str, int]] = TINY_TAGS,
+                     head_bias: Optional[Sequence[float]] = None) -> Path:
+    """Write a random tiny tagger folder (timm ``config.json``, ``model.safetensors``, ``selected_tags.csv``);
+    returns the folder.
+
+    With ``head_bias`` the classifier's weights are zero and its bias is this (one logit per tag): the real model
+    then scores every image ``sigmoid(head_bias)``, so tests know the scores exactly.
+    """
+    import csv as _csv
+
+    import timm
+    from safetensors.torch import save_file
+
+    from .tagger import _model_args
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"architecture": "vit_tiny_patch16_224", "num_classes": len(tags), "num_features": 32,
+              "global_pool": "avg", "model_args": dict(TINY_TAGGER_MODEL_ARGS),
+              "pretrained_cfg": {"custom_load": False, "input_size": [3, 32, 32], "fixed_input_size": False,
+                                 "interpolation": "bicubic", "crop_pct": 1.0, "crop_mode": "center",
+                                 "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "num_classes": len(tags),
+                                 "pool_size": None, "first_conv": None, "classifier": None}}
+    torch.manual_seed(seed)
+    model = timm.create_model(config["architecture"], pretrained=False, num_classes=len(tags),
+                              **_model_args(config)).eval()
+    if head_bias is not None:
+        if len(head_bias) != len(tags):
+            raise ValueError(f"{len(head_bias)} biases for {len(tags)} tags")
+        with torch.no_grad():
+            model.head.weight.zero_()
+            model.head.bias.copy_(torch.tensor(list(head_bias), dtype=torch.float32))
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    with open(folder / "selected_tags.csv", "w", newline="", encoding="utf-8") as f:
+        writer = _csv.writer(f)
+        writer.writerow(["tag_id", "name", "category", "count"])
+        for i, (name, category) in enumerate(tags):
+            writer.writerow([1000 + i, name, category, 100 - i])
+    return folder
