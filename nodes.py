@@ -29,12 +29,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 from comfy_api.latest import ComfyExtension, io
 
-from interrogator_core import (AUTO_STYLE, MAX_BEAM_WIDTH, NO_CAPTION, TARGETS, Interrogator, InterrogatorConfig,
-                               UnknownNameError, list_caption_models, list_caption_styles, list_clip_models,
-                               list_modes, list_targets)
-from interrogator_core.targets import CUSTOM
-from interrogator_hosts.comfyui import (MEMORY_POLICIES, PRECISIONS, ComfyHost, folder_paths_register,
-                                        tensor_to_pil)
+from interrogator_core import (AUTO_STYLE, CUSTOM, NO_CAPTION, SETTINGS, Interrogator, InterrogatorConfig,
+                               UnknownNameError, list_caption_models, list_clip_models)
+from interrogator_hosts.comfyui import MEMORY_POLICIES, ComfyHost, folder_paths_register, tensor_to_pil
 
 log = logging.getLogger("prompt_interrogator.comfyui")
 
@@ -187,10 +184,23 @@ def _host(interrogator: Interrogator) -> ComfyHost:
     return host
 
 
-def _target_tooltip() -> str:
-    lines = [f"{name}: {preset.description}" for name, preset in TARGETS.items()]
-    return ("the diffusion model the prompt is for; picks the CLIP model (" + "; ".join(lines)
-            + f"; {CUSTOM}: the clip_model above)")
+def _input(name: str, *, options: Optional[List[str]] = None, default: Any = None, tooltip: str = "",
+           optional: bool = False, **kwargs: Any) -> Any:
+    """The node input of the core's setting ``name`` (:data:`interrogator_core.SETTINGS`): its type, default,
+    bounds (INT), choices (COMBO; ``options``: the list shown, e.g. with local folders first) and help as the
+    tooltip (``tooltip``: added after it)."""
+    setting = SETTINGS[name]
+    help_text = setting.help_text() + (f". {tooltip}" if tooltip else "")
+    value = setting.default_value() if default is None else default
+    if setting.type is int:
+        return io.Int.Input(name, default=value, min=int(setting.minimum), max=int(setting.maximum),
+                            tooltip=help_text, optional=optional, **kwargs)
+    if setting.type is bool:
+        return io.Boolean.Input(name, default=value, tooltip=help_text, optional=optional, **kwargs)
+    if setting.choices is not None:
+        return io.Combo.Input(name, options=setting.options() if options is None else options, default=value,
+                              tooltip=help_text, optional=optional, **kwargs)
+    return io.String.Input(name, default=value, tooltip=help_text, optional=optional, **kwargs)
 
 
 #: Other names the nodes are found by in ComfyUI's node search (where its ``io.Schema`` takes them).
@@ -240,38 +250,23 @@ class InterrogatorLoader(io.ComfyNode):
             "Loader", "Interrogator Loader",
             "Loads the interrogator models (lazily, on ComfyUI's memory manager).",
             inputs=[
-                io.Combo.Input("clip_model", options=clips,
-                               default=PREFERRED_CLIP[0] if PREFERRED_CLIP[0] in clips else clips[0],
-                               tooltip="open_clip model that ranks the labels; match your checkpoint "
-                                       "(ViT-L-14/openai for SD 1.x, ViT-H-14 for SD 2.x, ViT-bigG-14 for "
-                                       "SDXL). Folders in models/clip_interrogator come first."),
-                io.Combo.Input("caption_model", options=captions,
-                               default=DEFAULT_CAPTION if DEFAULT_CAPTION in captions else captions[0],
-                               tooltip="captioner that writes the sentence the prompt starts with; none: CLIP "
-                                       "only (negative mode, analyze)"),
-                io.Combo.Input("precision", options=list(PRECISIONS), default="auto",
-                               tooltip="auto: fp16 where ComfyUI uses fp16, else fp32"),
+                _input("clip_model", options=clips,
+                       default=PREFERRED_CLIP[0] if PREFERRED_CLIP[0] in clips else clips[0],
+                       tooltip="Folders in models/clip_interrogator come first."),
+                _input("caption_model", options=captions,
+                       default=DEFAULT_CAPTION if DEFAULT_CAPTION in captions else captions[0],
+                       tooltip="Folders in models/clip_interrogator come first."),
+                _input("precision"),
                 io.Combo.Input("memory", options=list(MEMORY_POLICIES), default="host managed",
                                tooltip="host managed: ComfyUI evicts the models when it needs the memory; keep "
                                        "loaded: pinned on the device between runs (ComfyUI cannot evict "
                                        "them); offload after run: off the device after every run"),
-                io.Combo.Input("target", options=list_targets(), default=CUSTOM, optional=True,
-                               tooltip=_target_tooltip()),
-                io.Boolean.Input("sdxl_dual", default=False, optional=True,
-                                 tooltip="target sdxl only: also build prompts for SDXL's CLIP ViT-L/14 encoder "
-                                         "(outputs positive_l / negative_l of Interrogate Image); positive / "
-                                         "negative are for ViT-bigG. Loads a second CLIP model."),
-                io.Combo.Input("caption_style", options=[AUTO_STYLE, *list_caption_styles()], default=AUTO_STYLE,
-                               optional=True,
-                               tooltip="how the caption is written: short (one sentence), detailed (a "
-                                       "paragraph), tags (comma-separated); auto: the target's default. A "
-                                       "caption model that cannot write a style says which it can."),
-                io.String.Input("caption_prompt", default="", multiline=True, optional=True,
-                                tooltip="your own instruction for chat caption models (Qwen-VL, "
-                                        "LLaVA/JoyCaption); replaces the style's; empty: the style's"),
-                io.Boolean.Input("trust_remote_code", default=False, optional=True,
-                                 tooltip="let a caption model run Python code from its folder or hub repo; only "
-                                         "for models that need it (off: never)"),
+                _input("target", optional=True),
+                _input("sdxl_dual", optional=True,
+                       tooltip="Outputs positive_l / negative_l of Interrogate Image."),
+                _input("caption_style", optional=True),
+                _input("caption_prompt", multiline=True, optional=True),
+                _input("trust_remote_code", optional=True),
             ],
             outputs=[InterrogatorType.Output("interrogator", display_name="interrogator")],
             hidden=[io.Hidden.unique_id, io.Hidden.prompt],
@@ -299,17 +294,11 @@ class Interrogate(io.ComfyNode):
             "Image → prompt and negative prompt (one per image in the batch).",
             inputs=[
                 *_image_and_interrogator(),
-                io.Combo.Input("mode", options=list_modes(), default="best",
-                               tooltip="best: chain of flavors (slowest, best); fast: top labels; classic: "
-                                       "clip-interrogator 1 style; negative: negative prompt only; caption: "
-                                       "caption only"),
-                io.Int.Input("min_flavors", default=8, min=0, max=64),
-                io.Int.Input("max_flavors", default=32, min=0, max=64),
-                io.Int.Input("negative_count", default=16, min=0, max=64,
-                             tooltip="most terms in the negative prompt (0: none)"),
-                io.Int.Input("beam_width", default=1, min=1, max=MAX_BEAM_WIDTH, optional=True,
-                             tooltip="prompts kept at each chain step: 1 = greedy (fastest); k > 1 is never "
-                                     "worse and takes about k times as long"),
+                _input("mode"),
+                _input("min_flavors"),
+                _input("max_flavors"),
+                _input("negative_count"),
+                _input("beam_width", optional=True),
             ],
             outputs=_strings(
                 ("positive", "prompt per image (plug into CLIP Text Encode; with sdxl_dual: for ViT-bigG, "
@@ -368,8 +357,8 @@ class Analyze(io.ComfyNode):
             "Image → top mediums, artists, movements, trendings and flavors with scores.",
             inputs=[
                 *_image_and_interrogator(),
-                io.Int.Input("top_n", default=5, min=1, max=100),
-                io.Boolean.Input("with_caption", default=False),
+                _input("top_n"),
+                _input("with_caption"),
             ],
             outputs=_strings(("analysis", "top labels per table with their similarity, per image")),
         )

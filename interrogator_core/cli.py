@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import List, Optional
 
 from .batch import EXISTING_POLICIES, BatchWriter, collect_images, run_batch
-from .cache import default_cache_dir
-from .caption import list_caption_styles
 from .errors import InterrogatorError
 from .fileio import RecordFile, writable_dir_problem
-from .host import OffloadPolicy, StandaloneHost, device_problem
+from .host import StandaloneHost, device_problem
 from .interrogator import MODES, Interrogator, InterrogatorConfig
-from .targets import list_targets
+from .settings import SETTINGS, add_flag
 
 log = logging.getLogger("interrogator_core")
 
@@ -28,38 +26,28 @@ def build_parser() -> argparse.ArgumentParser:
         description="Image → positive and negative Stable Diffusion prompt (CLIP + caption model).",
     )
     p.add_argument("inputs", nargs="*", help="image files and/or folders (folders are walked recursively)")
-    p.add_argument("--mode", default="best", choices=[*MODES, "analyze"], help="prompt mode (default: best)")
-    p.add_argument("--clip-model", default="ViT-L-14/openai",
-                   help="open_clip ARCH/TAG, hf-hub:ORG/REPO, ARCH/path/to/weights or a snapshot folder")
-    p.add_argument("--caption-model", default="blip-large",
-                   help="blip-base, blip-large, blip2-2.7b, blip2-flan-t5-xl, git-large-coco, a HF id, a folder, or 'none'")
-    p.add_argument("--target", default="custom", choices=list_targets(),
-                   help="diffusion model the prompts are for: picks the CLIP model(s), the caption style and the "
-                        "extra prompts (flux: clip_l + t5, no negative; sd35: clip_l + clip_g + t5; sdxl-tags: "
-                        "booru-style tags; custom: --clip-model)")
-    p.add_argument("--sdxl-dual", action="store_true",
-                   help="with --target sdxl: also print prompts for SDXL's ViT-L/14 encoder")
-    p.add_argument("--caption-style", default=None, choices=list_caption_styles(),
-                   help="caption style (default: the target's: detailed for flux/sd35, tags for sdxl-tags, "
-                        "else short)")
-    p.add_argument("--caption-prompt", default=None, metavar="TEXT",
-                   help="free instruction for chat-template caption models (overrides the style's)")
-    p.add_argument("--trust-remote-code", action="store_true",
-                   help="let a caption model run code from its repository (off: native transformers only)")
-    p.add_argument("--beam-width", type=int, default=1, help="prompts kept per chain step (1: greedy)")
-    p.add_argument("--min-flavors", type=int, default=None, help="fewest flavors in the best chain (default: 8, or --max-flavors when lower)")
-    p.add_argument("--max-flavors", type=int, default=32)
-    p.add_argument("--negative-count", type=int, default=16, help="most terms in the negative prompt (0: none)")
-    p.add_argument("--top", type=int, default=5, help="labels per table in analyze mode")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp16", "bf16", "fp32"])
-    p.add_argument("--offload", default="keep", choices=[o.value for o in OffloadPolicy])
-    p.add_argument("--models-dir", action="append", default=[], metavar="DIR",
-                   help="folder searched for local model files first (repeatable)")
-    p.add_argument("--cache-dir", default=str(default_cache_dir()), help="label-embedding cache folder")
-    p.add_argument("--data-dir", default=None, help="folder with the built-in label lists")
-    p.add_argument("--user-tables", default=None, metavar="DIR", help="folder of extra NAME.txt label lists")
-    p.add_argument("--blocklist", default=None, metavar="FILE", help="labels never to use, one per line")
+    add_flag(p, "mode", choices=[*MODES, "analyze"], help="prompt mode; analyze: top labels per table")
+    add_flag(p, "clip_model")
+    add_flag(p, "caption_model", help=SETTINGS["caption_model"].help_text().replace(
+        "registry names:", "see --list-caption-models:"))
+    add_flag(p, "target")
+    add_flag(p, "sdxl_dual")
+    add_flag(p, "caption_style")
+    add_flag(p, "caption_prompt", metavar="TEXT")
+    add_flag(p, "trust_remote_code")
+    add_flag(p, "beam_width")
+    add_flag(p, "min_flavors")
+    add_flag(p, "max_flavors")
+    add_flag(p, "negative_count")
+    add_flag(p, "top_n")
+    add_flag(p, "device")
+    add_flag(p, "precision")
+    add_flag(p, "offload")
+    add_flag(p, "model_dirs")
+    add_flag(p, "cache_dir")
+    add_flag(p, "data_dir")
+    add_flag(p, "user_tables_dir", metavar="DIR")
+    add_flag(p, "blocklist", metavar="FILE")
     p.add_argument("--no-recursive", action="store_true", help="do not walk subfolders")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--txt", choices=EXISTING_POLICIES, default=None,
@@ -68,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--csv", default=None, metavar="FILE", help="add one CSV row per image to FILE")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run: skip images it finished (and images already in FILE)")
-    p.add_argument("--batch-size", type=int, default=4, help="images per engine call")
+    add_flag(p, "batch_size")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no per-image printout")
     p.add_argument("--log-level", default="WARNING")
     p.add_argument("--list-clip-models", action="store_true")

@@ -132,6 +132,10 @@ _DTYPES = {"fp16": torch.float16, "float16": torch.float16, "half": torch.float1
            "fp32": torch.float32, "float32": torch.float32, "float": torch.float32}
 
 
+#: The precision setting's values ("auto": decided per device by the host).
+PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+
+
 def parse_dtype(value: Union[str, torch.dtype, None]) -> Optional[torch.dtype]:
     """'auto'/None → None (decided per device); 'fp16'/'bf16'/'fp32' or a torch dtype."""
     if value is None or isinstance(value, torch.dtype):
@@ -140,7 +144,7 @@ def parse_dtype(value: Union[str, torch.dtype, None]) -> Optional[torch.dtype]:
     if key == "auto":
         return None
     if key not in _DTYPES:
-        raise UnknownNameError("precision", str(value), ["auto", "fp16", "bf16", "fp32"])
+        raise UnknownNameError("precision", str(value), PRECISIONS)
     return _DTYPES[key]
 
 

@@ -24,14 +24,20 @@ MODES: Dict[str, Dict[str, bool]] = {
 
 #: ``min_flavors`` when the caller sets none (capped at ``max_flavors``)
 DEFAULT_MIN_FLAVORS = 8
-#: lower bounds of the whole-number request settings (upper: ``MAX_BEAM_WIDTH`` for ``beam_width``, else none)
+#: bounds of the whole-number request settings (``beam_width``: up to ``MAX_BEAM_WIDTH``); every host shows
+#: these (see :mod:`interrogator_core.settings`)
 MIN_FLAVORS_MIN = 0
 MAX_FLAVORS_MIN = 0
+#: most flavors (``min_flavors`` and ``max_flavors``): more never fit CLIP's 77-token window
+FLAVORS_MAX = 64
 NEGATIVE_COUNT_MIN = 0
+#: most negative terms
+NEGATIVE_COUNT_MAX = 64
 BEAM_WIDTH_MIN = 1
 
-__all__ = ["BEAM_WIDTH_MIN", "DEFAULT_MIN_FLAVORS", "MAX_BEAM_WIDTH", "MAX_FLAVORS_MIN", "MIN_FLAVORS_MIN", "MODES",
-           "NEGATIVE_COUNT_MIN", "Request", "check_request", "flag", "list_modes", "whole_number"]
+__all__ = ["BEAM_WIDTH_MIN", "DEFAULT_MIN_FLAVORS", "FLAVORS_MAX", "MAX_BEAM_WIDTH", "MAX_FLAVORS_MIN",
+           "MIN_FLAVORS_MIN", "MODES", "NEGATIVE_COUNT_MAX", "NEGATIVE_COUNT_MIN", "Request", "check_request", "flag",
+           "list_modes", "whole_number"]
 
 
 def list_modes() -> List[str]:
@@ -99,18 +105,19 @@ class Request:
              beam_width: Any = 1, similarities: Any = True, min_default: Any = DEFAULT_MIN_FLAVORS) -> "Request":
         """The validated request (the one place these arguments are checked).
 
-        ``mode`` must be in ``list_modes()`` (else UnknownNameError); the counts are whole numbers >= 0 (see
-        :func:`whole_number`), ``min_flavors`` at most ``max_flavors`` (None: ``min_default`` — a host's setting,
-        else :data:`DEFAULT_MIN_FLAVORS` — capped at ``max_flavors``: a default never contradicts an explicit
-        max), ``beam_width`` from 1 to :data:`MAX_BEAM_WIDTH`.
+        ``mode`` must be in ``list_modes()`` (else UnknownNameError); the counts are whole numbers from 0 to
+        :data:`FLAVORS_MAX` / :data:`NEGATIVE_COUNT_MAX` (see :func:`whole_number`), ``min_flavors`` at most
+        ``max_flavors`` (None: ``min_default`` — a host's setting, else :data:`DEFAULT_MIN_FLAVORS` — capped at
+        ``max_flavors``: a default never contradicts an explicit max), ``beam_width`` from 1 to
+        :data:`MAX_BEAM_WIDTH`.
         """
         if not isinstance(mode, str) or mode not in MODES:
             raise UnknownNameError("mode", mode, MODES)
-        max_flavors = whole_number("max_flavors", max_flavors, MAX_FLAVORS_MIN)
+        max_flavors = whole_number("max_flavors", max_flavors, MAX_FLAVORS_MIN, FLAVORS_MAX)
         if min_flavors is None:  # not set: the default, capped at max_flavors
-            min_flavors = min(whole_number("min_flavors", min_default, MIN_FLAVORS_MIN), max_flavors)
-        min_flavors = whole_number("min_flavors", min_flavors, MIN_FLAVORS_MIN)
-        negative_count = whole_number("negative_count", negative_count, NEGATIVE_COUNT_MIN)
+            min_flavors = min(whole_number("min_flavors", min_default, MIN_FLAVORS_MIN, FLAVORS_MAX), max_flavors)
+        min_flavors = whole_number("min_flavors", min_flavors, MIN_FLAVORS_MIN, FLAVORS_MAX)
+        negative_count = whole_number("negative_count", negative_count, NEGATIVE_COUNT_MIN, NEGATIVE_COUNT_MAX)
         beam_width = whole_number("beam_width", beam_width, BEAM_WIDTH_MIN, MAX_BEAM_WIDTH)
         if min_flavors > max_flavors:
             raise ValueError(f"min_flavors ({min_flavors}) is larger than max_flavors ({max_flavors}); lower "

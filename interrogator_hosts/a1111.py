@@ -13,14 +13,21 @@ one is cheap). Pieces:
 from __future__ import annotations
 
 from .a1111_host import A1111Host, ForgeHost, is_forge, make_host, webui_low_vram
-from .a1111_settings import (DEFAULTS, MAX_BEAM_WIDTH, NO_CAPTION, OPT_PREFIX, SETTINGS_SECTION, Settings,
-                             default_cache_dir, read_settings, register_settings, target_info)
-from .a1111_service import InterrogatorService, get_service, set_service
+from . import a1111_settings
+from .a1111_settings import (DEFAULTS, MAX_BEAM_WIDTH, NO_CAPTION, OPT_PREFIX, SETTINGS_SECTION, Settings, models_dir,
+                             read_settings, target_info)
+from .a1111_service import InterrogatorService, get_service, offload_unless_kept, set_service
 from .a1111_hooks import (IMG2IMG_ACTIONS, apply_to_processing, install_builtin_hook, normalize_action,
                           remove_builtin_hook)
 
 __all__ = ["A1111Host", "ForgeHost", "is_forge", "make_host", "webui_low_vram", "DEFAULTS", "MAX_BEAM_WIDTH",
-           "NO_CAPTION", "OPT_PREFIX", "SETTINGS_SECTION", "Settings", "default_cache_dir", "read_settings",
+           "NO_CAPTION", "OPT_PREFIX", "SETTINGS_SECTION", "Settings", "models_dir", "read_settings",
            "register_settings", "target_info", "InterrogatorService", "get_service", "set_service",
            "IMG2IMG_ACTIONS", "apply_to_processing", "install_builtin_hook", "normalize_action",
            "remove_builtin_hook"]
+
+
+def register_settings() -> None:
+    """``on_ui_settings`` callback: the "Prompt Interrogator" section of the Settings page, wired to the service
+    (turning keep_loaded off offloads the models now)."""
+    a1111_settings.register_settings(on_change={"keep_loaded": offload_unless_kept})

@@ -35,19 +35,34 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
-from interrogator_core import (MAX_BEAM_WIDTH, DeviceOutOfMemoryError, InterrogatorError, Interrupted, ModelLoadError,
-                               ModelNotFoundError, list_caption_models, list_caption_styles, list_clip_models,
-                               list_modes, list_targets)
-from interrogator_core.images import MAX_PIXELS
+from interrogator_core import (AUTO_STYLE, MAX_PIXELS, NO_CAPTION, SETTINGS, DeviceOutOfMemoryError, InterrogatorError,
+                               Interrupted, ModelLoadError, ModelNotFoundError, list_caption_models,
+                               list_caption_styles, list_clip_models, list_modes, list_targets)
 
 from .a1111_service import InterrogatorService, get_service
-from .a1111_settings import AUTO_STYLE
 
 log = logging.getLogger(__name__)
 
 #: clip-interrogator-ext's analyze keys → our table names.
 EXT_ANALYZE_KEYS = {"medium": "mediums", "artist": "artists", "movement": "movements", "trending": "trendings",
                     "flavor": "flavors"}
+
+
+def _field(name: str, description: str, default: Any = None, **kwargs: Any) -> Any:
+    """The request field of the core's setting ``name``: its bounds (``ge``/``le``) from the settings table and
+    the table's choices named in the description (``default`` None: the settings page's value)."""
+    setting = SETTINGS[name]
+    if setting.minimum is not None:
+        kwargs["ge"] = setting.minimum
+    if setting.maximum is not None:
+        kwargs["le"] = setting.maximum
+    if setting.choices is not None and not setting.open_choices:
+        description += " One of: " + ", ".join(setting.options()) + "."
+    return Field(default=default, description=description, **kwargs)
+
+
+def _caption_models_text() -> str:
+    return ", ".join(list_caption_models())
 
 
 class _ImageRequest(BaseModel):
@@ -58,37 +73,34 @@ class _ImageRequest(BaseModel):
         description="open_clip ARCH/TAG (see /interrogator/models); default: the settings' model.")
     caption_model_name: Optional[str] = Field(
         default=None, title="Caption model",
-        description="blip-base, blip-large, blip2-2.7b, ... or 'none'; default: the settings' model.")
+        description=f"{_caption_models_text()}, a Hugging Face id, a folder, or '{NO_CAPTION}'; default: the "
+                    "settings' model (see /interrogator/caption_models).")
 
 
 class _TargetRequest(_ImageRequest):
-    target: Optional[str] = Field(
-        default=None, title="Target model",
-        description="The diffusion model the prompt is for (see /interrogator/status 'targets': sd15, sd2, sdxl, "
-                    "sdxl-tags, flux, sd35, custom): picks the CLIP model(s) and which prompts are returned "
-                    "(custom: clip_model_name). Default: custom when clip_model_name is given, else the "
-                    "settings' default target.")
+    target: Optional[str] = _field(
+        "target", title="Target model",
+        description="The diffusion model the prompt is for (see /interrogator/status 'targets'): picks the CLIP "
+                    "model(s) and which prompts are returned (custom: clip_model_name). Default: custom when "
+                    "clip_model_name is given, else the settings' default target.")
 
 
 class InterrogatorPromptRequest(_TargetRequest):
     """Body of ``/interrogator/prompt`` (a superset of clip-interrogator-ext's)."""
 
-    mode: Optional[str] = Field(default=None, title="Mode",
-                                description="best, classic, fast, negative or caption; default: the settings'.")
-    min_flavors: Optional[int] = Field(default=None, ge=0, le=256, description="Fewest flavors (best mode).")
-    max_flavors: Optional[int] = Field(default=None, ge=0, le=256, description="Most flavors.")
-    negative_count: Optional[int] = Field(default=None, ge=0, le=256,
-                                          description="Most terms in the negative prompt (0: none).")
+    mode: Optional[str] = _field("mode", "Default: the settings'.", title="Mode")
+    min_flavors: Optional[int] = _field("min_flavors", "Fewest flavors (best mode); default: the settings'.")
+    max_flavors: Optional[int] = _field("max_flavors", "Most flavors; default: the settings'.")
+    negative_count: Optional[int] = _field("negative_count", "Most terms in the negative prompt (0: none); "
+                                                             "default: the settings'.")
     caption: Optional[str] = Field(default=None, description="Use this caption instead of generating one.")
-    beam_width: Optional[int] = Field(default=None, ge=1, le=MAX_BEAM_WIDTH,
-                                      description="Prompts kept per chain step (1: greedy; k: about k times "
-                                                  "slower, never worse); default: the settings'.")
-    sdxl_dual: bool = Field(default=False, description="Target sdxl: also return prompt_l / negative_prompt_l "
-                                                       "for SDXL's CLIP ViT-L/14 encoder.")
-    caption_style: Optional[str] = Field(
-        default=None, title="Caption style",
-        description="short, detailed or tags (see /interrogator/caption_styles; the caption model must be able "
-                    "to write it), or auto: the target's default. Default: the settings'.")
+    beam_width: Optional[int] = _field("beam_width", "Prompts kept per chain step (1: greedy; k: about k times "
+                                                     "slower, never worse); default: the settings'.")
+    sdxl_dual: bool = _field("sdxl_dual", "Target sdxl: also return prompt_l / negative_prompt_l for SDXL's CLIP "
+                                          "ViT-L/14 encoder.", default=False)
+    caption_style: Optional[str] = _field(
+        "caption_style", "The caption model must be able to write it (see /interrogator/caption_styles); auto: "
+                         "the target's default. Default: the settings'.", title="Caption style")
     caption_prompt: Optional[str] = Field(
         default=None, title="Caption instruction",
         description="Free instruction for chat caption models (Qwen-VL, JoyCaption); replaces the style's. "
@@ -106,9 +118,9 @@ class InterrogatorScoreRequest(_TargetRequest):
 class InterrogatorAnalyzeRequest(_ImageRequest):
     """Body of ``/interrogator/analyze`` (a superset of clip-interrogator-ext's)."""
 
-    top_n: int = Field(default=5, ge=1, le=100, description="Labels per table.")
+    top_n: int = _field("top_n", "Labels per table.", default=SETTINGS["top_n"].default)
     tables: Optional[List[str]] = Field(default=None, description="Tables to rank (default: all but negative).")
-    with_caption: bool = Field(default=False, description="Also generate a caption.")
+    with_caption: bool = _field("with_caption", "Also generate a caption.", default=False)
 
 
 class InterrogatorPromptResponse(BaseModel):

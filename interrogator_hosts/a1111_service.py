@@ -9,18 +9,14 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
-from interrogator_core import (AnalyzeResult, InterrogationResult, Interrogator, InterrogatorConfig,
+from interrogator_core import (CUSTOM, AnalyzeResult, InterrogationResult, Interrogator, InterrogatorConfig,
                                OffloadPolicy, RoundTripScore)
-from interrogator_core.request import check_request
-from interrogator_core.caption import check_family_supported, resolve_caption_model
-from interrogator_core.clip import resolve_clip
-from interrogator_core.targets import CUSTOM
-
-from interrogator_core import batch as batch_mod
+from interrogator_core.hostapi import (BatchSummary, BatchWriter, caption_style_value, check_model_names,
+                                       check_request, collect_images, run_batch)
 
 from .a1111_host import make_host, webui_low_vram
 from .a1111_patches import no_autocast
-from .a1111_settings import Settings, models_dir, parse_caption_style, read_settings
+from .a1111_settings import Settings, models_dir, read_settings
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +82,7 @@ class InterrogatorService:
                    caption_model=s.caption_model if caption_model is None else caption_model, cache_dir=s.cache_dir,
                    model_dirs=(models_dir(),), offload=self.policy(s),
                    target=target, sdxl_dual=bool(sdxl_dual),
-                   caption_style=s.caption_style if caption_style is None else parse_caption_style(caption_style),
+                   caption_style=s.caption_style if caption_style is None else caption_style_value(caption_style),
                    caption_prompt=s.caption_prompt if caption_prompt is None else (caption_prompt.strip() or None),
                    trust_remote_code=s.trust_remote_code)
         cfg.update(self._overrides)
@@ -97,11 +93,7 @@ class InterrogatorService:
         """Raise the engine's error for a CLIP or caption model name that cannot work, before anything loads
         (resolving a name reads no weights; a registry name that still has to download passes; a caption
         family needing a newer transformers than the webui's fails here with the version it needs)."""
-        resolve_clip(config.clip_model, config.model_dirs)
-        if config.caption_model is not None:
-            _, family, _ = resolve_caption_model(config.caption_model, config.model_dirs)
-            if family:  # a family newer than this webui's transformers: the core's one version error
-                check_family_supported(family, config.caption_model)
+        check_model_names(config)
 
     def interrogator(self, clip_model: Optional[str] = None, caption_model: Optional[str] = None,
                      target: Optional[str] = None, sdxl_dual: bool = False, caption_style: Optional[str] = None,
@@ -212,8 +204,8 @@ class InterrogatorService:
               clip_model: Optional[str] = None, caption_model: Optional[str] = None,
               min_flavors: Optional[int] = None, max_flavors: Optional[int] = None,
               negative_count: Optional[int] = None,
-              on_progress: Optional[Callable[[int, int, str], None]] = None) -> batch_mod.BatchSummary:
-        """Interrogate every image of ``folder`` (see :mod:`interrogator_core.batch`)."""
+              on_progress: Optional[Callable[[int, int, str], None]] = None) -> BatchSummary:
+        """Interrogate every image of ``folder`` (see :func:`interrogator_core.hostapi.run_batch`)."""
         from modules import shared
 
         s = self.settings()
@@ -223,8 +215,8 @@ class InterrogatorService:
         root = Path(folder.strip().strip('"')).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"{root} is not a folder")
-        images = batch_mod.collect_images([root], recursive=recursive)
-        writer = batch_mod.BatchWriter(root, output=output, existing=existing, out_file=out_file, resume=resume)
+        images = collect_images([root], recursive=recursive)
+        writer = BatchWriter(root, output=output, existing=existing, out_file=out_file, resume=resume)
         tqdm = getattr(shared, "total_tqdm", None)
         state = getattr(shared, "state", None)
 
@@ -243,7 +235,7 @@ class InterrogatorService:
                 ci = self.interrogator(clip_model, caption_model)
                 if tqdm is not None:
                     tqdm.updateTotal(len(writer.pending(images)))
-                summary = batch_mod.run_batch(
+                summary = run_batch(
                     ci, images, writer, mode=mode, min_flavors=min_flavors, max_flavors=max_flavors,
                     negative_count=negative_count, chunk_size=ci.config.caption_batch_size, on_progress=progress)
             finally:
@@ -264,6 +256,12 @@ def get_service() -> InterrogatorService:
         if _service is None:
             _service = InterrogatorService()
         return _service
+
+
+def offload_unless_kept() -> None:
+    """The settings page's keep_loaded changed: offload the models now unless it is on."""
+    if not read_settings().keep_loaded:
+        get_service().offload()
 
 
 def set_service(service: Optional[InterrogatorService]) -> None:

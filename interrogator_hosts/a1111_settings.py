@@ -6,9 +6,8 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, List, Optional
 
-from interrogator_core import (AUTO_STYLE, MAX_BEAM_WIDTH, NO_CAPTION, TARGETS, list_caption_models,
-                               list_caption_styles, list_modes, list_targets)
-from interrogator_core.targets import CUSTOM
+from interrogator_core import AUTO_STYLE, MAX_BEAM_WIDTH, NO_CAPTION, SETTINGS  # noqa: F401 (re-exported)
+from interrogator_core.hostapi import caption_style_value, list_clip_model_names, target_help
 
 log = logging.getLogger(__name__)
 
@@ -28,67 +27,39 @@ def _models_path() -> str:
     return str(path)
 
 
-def default_cache_dir() -> str:
-    """``models/clip-interrogator``: clip-interrogator-ext's cache folder, so its caches are reused."""
-    return models_dir()
-
-
 def models_dir() -> str:
-    """``models/clip-interrogator``: where the webui keeps our label caches and local models."""
+    """``models/clip-interrogator``: where the webui keeps our label caches and local models — also
+    clip-interrogator-ext's cache folder, so its caches are reused (the cache folder when the setting is empty)."""
     return os.path.join(_models_path(), "clip-interrogator")
 
 
 def target_info() -> str:
-    """The target presets in one line (dropdown and settings help text)."""
-    return "; ".join([f"{name}: {t.description}" for name, t in TARGETS.items()]
-                     + [f"{CUSTOM}: the CLIP model you pick"])
+    """The target presets in one line (dropdown and settings help text): the core's :func:`target_help`."""
+    return target_help()
 
 
 def clip_model_choices() -> List[str]:
     """CLIP model names for the dropdowns (empty when open_clip cannot list them: the user can still type one)."""
-    from interrogator_core import list_clip_models
-
     try:
-        return list_clip_models()
+        return list_clip_model_names()
     except Exception as e:  # open_clip missing or broken
         log.warning("cannot list CLIP models: %s", e)
         return []
 
 
 def caption_model_choices() -> List[str]:
-    """Caption model names for the dropdowns, and ``none`` (no caption)."""
-    return list_caption_models() + [NO_CAPTION]
+    """Caption model names for the dropdowns, and ``none`` (no caption) last, where the webui always had it."""
+    setting = SETTINGS["caption_model"]
+    return list(setting.choices()) + [setting.none_word]
 
 
-def _on_keep_loaded_change() -> None:
-    from .a1111_service import get_service
-
-    if not read_settings().keep_loaded:
-        get_service().offload()
-
-
-def _text_or(default: str) -> Callable[[Any], str]:
-    return lambda v: str(v or "").strip() or default
-
-
-def _optional_text(value: Any) -> Optional[str]:
-    return str(value or "").strip() or None
-
-
-def parse_caption_style(value: Any) -> Optional[str]:
-    """A caption style as typed or stored → the engine's value (``auto`` or empty: None, the target's)."""
-    text = str(value or "").strip()
-    return None if text.lower() in ("", AUTO_STYLE) else text
+#: The core's parser of a caption style as typed or stored (``auto`` or empty: None, the target's).
+parse_caption_style = caption_style_value
 
 
 def caption_style_choices() -> List[str]:
     """Caption styles for the dropdowns, and ``auto`` (the target's default)."""
-    return [AUTO_STYLE] + list_caption_styles()
-
-
-def _caption(value: Any) -> Optional[str]:
-    text = str(value or "").strip()
-    return None if text.lower() in ("", NO_CAPTION) else text
+    return SETTINGS["caption_style"].options()
 
 
 #: Component name of a dropdown the user may also type into (see :func:`setting_component`).
@@ -130,8 +101,8 @@ def _editable_dropdown(gr: Any) -> Any:
 
 
 def _option(default: Any, label: str, parse: Callable[[Any], Any], component: Optional[str] = None,
-            args: Any = None, *, info: Optional[Callable[[], str]] = None,
-            onchange: Optional[Callable[[], None]] = None, stored: Any = None) -> Any:
+            args: Any = None, *, info: Optional[Callable[[], str]] = None, onchange: Optional[str] = None,
+            stored: Any = None) -> Any:
     """One settings-page entry: a :class:`Settings` field whose metadata drives registration and reading.
 
     Args:
@@ -141,7 +112,7 @@ def _option(default: Any, label: str, parse: Callable[[Any], Any], component: Op
         component: the gradio component's class name (None: the webui's default for the type).
         args: its ``component_args`` (a dict, or a callable returning one, evaluated when the page is built).
         info: help text shown under the option (a callable: evaluated when the page is built).
-        onchange: called by the webui when the value changes.
+        onchange: the name of a callback :func:`register_settings` is given, called when the value changes.
         stored: the default stored on the Settings page when it differs from ``default`` (e.g. "" for a
             folder whose real default depends on the webui's paths).
     """
@@ -150,43 +121,54 @@ def _option(default: Any, label: str, parse: Callable[[Any], Any], component: Op
     return field(default=default, metadata=meta)
 
 
+def _from_table(name: str, label: str, component: Optional[str] = None, *, stored: Any = None) -> Any:
+    """The option of the core's setting ``name`` (:data:`interrogator_core.SETTINGS`): its default, its parser
+    (an empty text gives the default back), its help under the option, and for a slider or choice component its
+    bounds or choices; ``label``: the page's wording."""
+    setting = SETTINGS[name]
+    shown = setting.default_value() if stored is None else stored
+
+    def parse(value: Any) -> Any:
+        parsed = setting.parse(value)
+        return setting.parse(shown) if parsed == "" else parsed
+
+    args: Any = None
+    if component == "Slider":
+        args = {"minimum": setting.minimum, "maximum": setting.maximum, "step": 1}
+    elif setting.choices is not None and component is not None:
+        args = lambda: {"choices": clip_model_choices() if name == "clip_model" else setting.options()}  # noqa: E731
+    return _option(setting.parse(shown), label, parse, component, args, info=setting.help_text, stored=shown)
+
+
 @dataclass
 class Settings:
     """The settings page values. Each field is one option of the page (key: ``prompt_interrogator_<field>``);
-    its metadata (label, component, parser) is the one place the option is described."""
+    its metadata (label, component, parser) is the one place the option is described: the core's settings table
+    for the engine's settings, here for the webui's own (keep_loaded, cache_dir's folder, replace_builtin,
+    api_max_mb)."""
 
-    clip_model: str = _option("ViT-L-14/openai", "Default CLIP model", _text_or("ViT-L-14/openai"), EDITABLE,
-                              lambda: {"choices": clip_model_choices()})
-    caption_model: Optional[str] = _option(
-        "blip-large", "Default caption model", _caption, EDITABLE, lambda: {"choices": caption_model_choices()})
-    caption_style: Optional[str] = _option(
-        None, "Default caption style (auto: the target's; detailed/tags need a caption model that can write "
-                    "them, e.g. Florence-2, Qwen-VL, JoyCaption)", parse_caption_style, "Dropdown",
-        lambda: {"choices": caption_style_choices()}, stored=AUTO_STYLE)
+    clip_model: str = _from_table("clip_model", "Default CLIP model", EDITABLE)
+    caption_model: Optional[str] = _from_table("caption_model", "Default caption model", EDITABLE)
+    caption_style: Optional[str] = _from_table("caption_style", "Default caption style", "Dropdown")
     caption_prompt: Optional[str] = _option(
         None, "Caption instruction for chat caption models (empty: the style's own; replaces it when given)",
-        _optional_text, "Textbox", {"lines": 2}, stored="")
-    trust_remote_code: bool = _option(
-        False, "Trust remote code of caption models (runs Python code from the model's repository; only for "
-               "models you trust)", bool)
-    mode: str = _option("best", "Default mode", str, "Radio", lambda: {"choices": list_modes()})
-    min_flavors: int = _option(8, "Minimum flavors (best mode)", int, "Slider",
-                               {"minimum": 0, "maximum": 64, "step": 1})
-    max_flavors: int = _option(32, "Maximum flavors", int, "Slider", {"minimum": 1, "maximum": 64, "step": 1})
-    negative_count: int = _option(16, "Terms in the negative prompt (0: none)", int, "Slider",
-                                  {"minimum": 0, "maximum": 64, "step": 1})
+        SETTINGS["caption_prompt"].parse, "Textbox", {"lines": 2}, info=SETTINGS["caption_prompt"].help_text,
+        stored="")
+    trust_remote_code: bool = _from_table("trust_remote_code", "Trust remote code of caption models")
+    mode: str = _from_table("mode", "Default mode", "Radio")
+    min_flavors: int = _from_table("min_flavors", "Minimum flavors (best mode)", "Slider")
+    max_flavors: int = _from_table("max_flavors", "Maximum flavors", "Slider")
+    negative_count: int = _from_table("negative_count", "Terms in the negative prompt (0: none)", "Slider")
     keep_loaded: bool = _option(False, "Keep interrogator models in VRAM between calls (faster, uses VRAM)", bool,
-                                onchange=_on_keep_loaded_change)
+                                onchange="keep_loaded")
     cache_dir: str = _option("", "Label embedding cache folder (empty: models/clip-interrogator, shared with "
-                                 "clip-interrogator-ext)", lambda v: str(v or "").strip() or default_cache_dir())
+                                 "clip-interrogator-ext)", lambda v: str(v or "").strip() or models_dir())
     replace_builtin: bool = _option(False, "Use Prompt Interrogator for the built-in 'Interrogate CLIP' button "
                                            "and /sdapi/v1/interrogate (model 'clip')", bool)
     api_max_mb: float = _option(20, "Largest image accepted by the API (MB, decoded)", float, "Number")
-    target: str = _option(CUSTOM, "Default target model (picks the CLIP model; custom: the default CLIP model "
-                                  "above)", _text_or(CUSTOM), "Dropdown", lambda: {"choices": list_targets()},
-                          info=target_info)
-    beam_width: int = _option(1, "Default beam width (1: greedy chain; k > 1: never worse, about k times slower)",
-                              int, "Slider", {"minimum": 1, "maximum": MAX_BEAM_WIDTH, "step": 1})
+    target: str = _from_table("target", "Default target model (picks the CLIP model; custom: the default CLIP "
+                                        "model above)", "Dropdown")
+    beam_width: int = _from_table("beam_width", "Default beam width", "Slider")
 
 
 #: Settings page defaults (keys without the ``prompt_interrogator_`` prefix), as stored on the page.
@@ -205,14 +187,22 @@ def read_settings() -> Settings:
     return Settings(**values)
 
 
-def register_settings() -> None:
-    """``on_ui_settings`` callback: the "Prompt Interrogator" section of the Settings page."""
+def register_settings(on_change: Optional[Dict[str, Callable[[], None]]] = None) -> None:
+    """The "Prompt Interrogator" section of the Settings page (the ``on_ui_settings`` callback is
+    :func:`interrogator_hosts.a1111.register_settings`, which passes the service's callbacks).
+
+    Args:
+        on_change: option name → called (no arguments) when the user changes that option (e.g.
+            ``keep_loaded``: offload the models when it is turned off).
+    """
     from modules import shared
 
+    callbacks = dict(on_change or {})
     for f in fields(Settings):
         meta = f.metadata
         component = setting_component(meta["component"])
-        info = shared.OptionInfo(meta["stored"], meta["label"], component, meta["args"], onchange=meta["onchange"],
+        onchange = callbacks.get(meta["onchange"]) if meta["onchange"] else None
+        info = shared.OptionInfo(meta["stored"], meta["label"], component, meta["args"], onchange=onchange,
                                  section=SETTINGS_SECTION)
         if meta["info"] is not None:
             info = info.info(meta["info"]())

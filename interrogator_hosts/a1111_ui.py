@@ -11,14 +11,13 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import gradio as gr
 
-from interrogator_core import MAX_BEAM_WIDTH, InterrogatorError, Interrupted, TABLE_NAMES, list_modes, list_targets
-from interrogator_core.targets import CUSTOM
+from interrogator_core import (AUTO_STYLE, CUSTOM, NO_CAPTION, SETTINGS, TABLE_NAMES, InterrogatorError, Interrupted,
+                               list_modes, list_targets)
+from interrogator_core.hostapi import EXISTING_POLICIES
 
 from .a1111_hooks import IMG2IMG_ACTIONS
 from .a1111_service import InterrogatorService, get_service
-from .a1111_settings import (AUTO_STYLE, NO_CAPTION, caption_model_choices, caption_style_choices,
-                             clip_model_choices, target_info)
-from interrogator_core.batch import EXISTING_POLICIES
+from .a1111_settings import caption_model_choices, caption_style_choices, clip_model_choices, target_info
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +188,13 @@ def _bind_send_buttons(image, text) -> Dict[str, Any]:
     return buttons
 
 
+def setting_slider(name: str, value: Any, label: str, elem_id: Optional[str] = None, **kwargs: Any) -> gr.Slider:
+    """A slider of the core's whole-number setting ``name``: its bounds and help from the settings table."""
+    setting = SETTINGS[name]
+    return gr.Slider(setting.minimum, setting.maximum, value=value, step=1, label=label,
+                     info=kwargs.pop("info", setting.help_text()), elem_id=elem_id, **kwargs)
+
+
 def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
     """The Interrogator tab: Prompt, Analyze, Batch (and Unload)."""
     cb = callbacks or TabCallbacks()
@@ -214,10 +220,12 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
         return gr.Dropdown(list_targets(), value=s.target, label="Target model", info=target_info(),
                            elem_id="prompt_interrogator_prompt_target")
 
-    def flavor_sliders() -> Tuple[gr.Slider, gr.Slider, gr.Slider]:
-        return (gr.Slider(0, 64, value=s.min_flavors, step=1, label="Min flavors (best)"),
-                gr.Slider(1, 64, value=s.max_flavors, step=1, label="Max flavors"),
-                gr.Slider(0, 64, value=s.negative_count, step=1, label="Negative terms"))
+    def flavor_sliders(elem: str) -> Tuple[gr.Slider, gr.Slider, gr.Slider]:
+        return (setting_slider("min_flavors", s.min_flavors, "Min flavors (best)",
+                               f"prompt_interrogator_{elem}_min_flavors"),
+                setting_slider("max_flavors", s.max_flavors, "Max flavors", f"prompt_interrogator_{elem}_max_flavors"),
+                setting_slider("negative_count", s.negative_count, "Negative terms",
+                               f"prompt_interrogator_{elem}_negative_count"))
 
     with gr.Blocks(analytics_enabled=False) as tab:
         with gr.Tab("Prompt"):
@@ -236,10 +244,9 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
                         instruction = gr.Textbox(value=s.caption_prompt or "", label="Caption instruction",
                                                  placeholder="chat caption models only; empty: the style's own",
                                                  elem_id="prompt_interrogator_caption_prompt")
-                    min_f, max_f, neg_n = flavor_sliders()
-                    beam = gr.Slider(1, MAX_BEAM_WIDTH, value=s.beam_width, step=1, label="Beam width",
-                                     info="1: greedy chain; k > 1: never worse, about k times slower",
-                                     elem_id="prompt_interrogator_beam_width")
+                    min_f, max_f, neg_n = flavor_sliders("prompt")
+                    beam = setting_slider("beam_width", s.beam_width, "Beam width",
+                                          "prompt_interrogator_beam_width")
             with gr.Row():
                 go = gr.Button("Interrogate", variant="primary", elem_id="prompt_interrogator_go")
                 unload = gr.Button("Unload models", elem_id="prompt_interrogator_unload")
@@ -271,12 +278,14 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
                 a_image = gr.Image(type="pil", label="Image", elem_id="prompt_interrogator_analyze_image")
                 with gr.Column():
                     a_clip = clip_dropdown("analyze")
-                    a_top = gr.Slider(1, 20, value=5, step=1, label="Top labels per table")
+                    a_top = setting_slider("top_n", SETTINGS["top_n"].default, "Top labels per table",
+                                           "prompt_interrogator_analyze_top_n")
                     a_caption = gr.Checkbox(False, label="Also caption")
                     a_caption_model = caption_dropdown("analyze")
                     a_go = gr.Button("Analyze", variant="primary")
             with gr.Row():
-                a_labels = [gr.Label(label=t.capitalize(), num_top_classes=20) for t in ANALYZE_TABLES]
+                a_labels = [gr.Label(label=t.capitalize(), num_top_classes=int(SETTINGS["top_n"].maximum))
+                            for t in ANALYZE_TABLES]
             a_text = gr.Textbox(label="All tables", lines=8, show_copy_button=True)
             a_status = gr.Markdown("")
             a_go.click(cb.analyze, inputs=[a_image, a_clip, a_top, a_caption, a_caption_model],
@@ -308,7 +317,7 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
                 b_mode = gr.Radio(modes, value=s.mode, label="Mode")
                 b_clip = clip_dropdown("batch")
                 b_caption = caption_dropdown("batch")
-            b_min, b_max, b_neg = flavor_sliders()
+            b_min, b_max, b_neg = flavor_sliders("batch")
             with gr.Row():
                 b_go = gr.Button("Start", variant="primary", elem_id="prompt_interrogator_batch_go")
                 b_stop = gr.Button("Interrupt", elem_id="prompt_interrogator_batch_interrupt")

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 
 import torch
 
-from interrogator_core import Interrupted, load_images
-from interrogator_hosts.managed import PRECISIONS, InterrogatorModelHolder, ManagedHost, MemoryManager
+from interrogator_core import PRECISIONS, Interrupted, load_images
+from interrogator_hosts.managed import InterrogatorModelHolder, ManagedHost, MemoryManager
 
 if TYPE_CHECKING:  # PIL is imported lazily at run time
     from PIL import Image

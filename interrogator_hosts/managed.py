@@ -28,12 +28,11 @@ from typing import Any, Callable, List, Optional, Sequence
 import torch
 from torch import nn
 
-from interrogator_core import ModelHandle
-from interrogator_core.host import parse_dtype
+from interrogator_core import PRECISIONS, ModelHandle, UnknownNameError
+from interrogator_core.hostapi import parse_dtype
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp16", "bf16", "fp32")
 #: ``ModelHandle.host_data`` key of a model's patcher.
 PATCHER_KEY = "patcher"
 
@@ -94,7 +93,7 @@ class ManagedHost:
     def __init__(self, manager: MemoryManager, precision: str = "auto", managed: bool = True,
                  on_evict: Optional[Callable[[], None]] = None) -> None:
         if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+            raise UnknownNameError("precision", str(precision), PRECISIONS)
         self.manager = manager
         self.precision = precision
         self.managed = managed
