@@ -194,7 +194,9 @@ TARGETS: Dict[str, TargetPreset] = {
                          "SDXL: OpenCLIP ViT-bigG/14 (text_encoder_2); CLIP ViT-L/14 (text_encoder) with sdxl_dual",
                          main_encoder="clip_g",
                          encoders=(Encoder("clip_g", CLIP_G), Encoder("clip_l", CLIP_L, negative=True, needs_dual=True)),
-                         comfy_node="CLIPTextEncodeSDXL"),
+                         comfy_node="CLIPTextEncodeSDXL",
+                         sources=(_COMFY + "comfy_extras/nodes_clip_sdxl.py (CLIPTextEncodeSDXL: text_g into "
+                                  "stream g, text_l into l)",)),
     "sdxl-tags": TargetPreset("sdxl-tags", CLIP_G,
                               "SDXL anime/booru checkpoints (Illustrious, Pony, NoobAI): tag caption + ranked terms "
                               "as comma-separated tags, ranked with OpenCLIP ViT-bigG/14",
@@ -205,13 +207,17 @@ TARGETS: Dict[str, TargetPreset] = {
                          "no negative prompt",
                          main_encoder="clip_l", encoders=(Encoder("clip_l", CLIP_L), Encoder(T5, comfy_input="t5xxl")),
                          negative=False, caption_style="detailed", comfy_node="CLIPTextEncodeFlux",
-                         notes=(NO_NEGATIVE_NOTE,)),
+                         guidance=True, notes=(NO_NEGATIVE_NOTE,),
+                         sources=(_COMFY + "comfy_extras/nodes_flux.py (CLIPTextEncodeFlux: clip_l into stream l, "
+                                  "t5xxl into t5xxl, guidance 3.5)",)),
     "sd35": TargetPreset("sd35", CLIP_G,
                          "Stable Diffusion 3.5: clip_l (ViT-L/14) + clip_g (ViT-bigG/14) prompts, t5 prompt (the "
                          "detailed caption) and a negative prompt",
                          main_encoder="clip_g",
                          encoders=(Encoder("clip_g", CLIP_G), Encoder("clip_l", CLIP_L), Encoder(T5, comfy_input="t5xxl")),
-                         caption_style="detailed", comfy_node="CLIPTextEncodeSD3"),
+                         caption_style="detailed", comfy_node="CLIPTextEncodeSD3",
+                         sources=(_COMFY + "comfy_extras/nodes_sd3.py (CLIPTextEncodeSD3: clip_g, clip_l, t5xxl "
+                                  "into streams g, l, t5xxl)",)),
     # -- the generators of 2025-26 (appended: the six above keep their names and order) --------------------
     "flux2": TargetPreset("flux2", CLIP_L,
                           "Flux.2 dev / Klein: one LLM text encoder (Mistral Small 3.1 for dev, Qwen3 for Klein) "
