@@ -282,14 +282,15 @@ TARGETS: Dict[str, TargetPreset] = {
     "lumina2": TargetPreset("lumina2", CLIP_L,
                             "Lumina-Image 2.0: Gemma 2 2B text encoder; CLIPTextEncodeLumina2's system prompt + "
                             "the detailed caption as user prompt",
-                            main_encoder=LLM, encoders=(Encoder(LLM, comfy_input="user_prompt"),),
+                            main_encoder=LLM, encoders=(Encoder(LLM, comfy_input="user_prompt", max_tokens=256),),
                             caption_style="detailed", comfy_node="CLIPTextEncodeLumina2",
                             encode_template=LUMINA2_SYSTEM_PROMPT + " <Prompt Start> {prompt}",
                             sources=(_COMFY + "comfy_extras/nodes_lumina2.py (CLIPTextEncodeLumina2: system_prompt "
                                      "'superior' + ' <Prompt Start> ' + user_prompt)",
                                      _COMFY + "comfy/text_encoders/lumina2.py (LuminaTokenizer: gemma2_2b)",
-                                     "diffusers pipeline_lumina2.py (the system prompt goes before the positive "
-                                     "prompt only)"),
+                                     "github:huggingface/diffusers:src/diffusers/pipelines/lumina2/"
+                                     "pipeline_lumina2.py (the system prompt before the positive prompt only; "
+                                     "max_sequence_length 256)"),
                             notes=("In CLIPTextEncodeLumina2 pick the system prompt 'superior'; the llm prompt is "
                                    "its user_prompt",)),
     "wan": TargetPreset("wan", CLIP_L,
