@@ -186,7 +186,7 @@ def test_import_does_no_heavy_work(tmp_path):
         f"submodule_search_locations=[{str(ROOT)!r}])\n"
         "m = importlib.util.module_from_spec(spec); sys.modules['pack'] = m; spec.loader.exec_module(m)\n"
         "nodes = asyncio.run(asyncio.run(m.comfy_entrypoint()).get_node_list())\n"
-        "assert len(nodes) == 5, nodes\n"
+        "assert len(nodes) == 6, nodes\n"
         "heavy = [n for n in ('open_clip', 'transformers', 'comfy.model_management', 'folder_paths') "
         "if n in sys.modules]\n"
         "print('HEAVY', heavy)\n"
@@ -279,8 +279,8 @@ def test_interrogate_batch_gives_one_string_per_image_same_as_the_engine(comfy, 
                                                                          tmp_path):
     images = image_batch(3)
     it = load(comfy)
-    pos, neg, cap, pos_l, neg_l, clip_l, clip_g, t5 = interrogate(comfy, images, it, "best", 2, 6, 4)
-    assert len(pos) == len(neg) == len(cap) == 3
+    pos, neg, cap, pos_l, neg_l, clip_l, clip_g, t5, llm, llama = interrogate(comfy, images, it, "best", 2, 6, 4)
+    assert len(pos) == len(neg) == len(cap) == 3 and llm == llama == ["", "", ""]
     assert all(p.strip() for p in pos) and all(n.strip() for n in neg)
 
     reference = Interrogator(InterrogatorConfig(clip_model=str(tiny_models["clip"]),
