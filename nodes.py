@@ -4,7 +4,12 @@
   changing a widget reloads only what changed).
 * ``PromptInterrogator.Interrogate``: ``IMAGE`` batch → ``positive``, ``negative``, ``caption`` (one string per
   image: list outputs that plug straight into ``CLIPTextEncode``), then ``positive_l``/``negative_l`` (SDXL's
-  ViT-L/14 encoder; empty unless the loader's ``sdxl_dual`` is on).
+  ViT-L/14 encoder; empty unless the loader's ``sdxl_dual`` is on), then one output per encoder key any target
+  has (:data:`ENCODER_OUTPUTS`: ``clip_l``, ``clip_g``, ``t5xxl``, ``llm``, ``llama``; empty where the target has
+  none), named like the inputs of ComfyUI's text-encode nodes.
+* ``PromptInterrogator.InterrogateEncode`` (*Interrogate & Encode*): ``IMAGE`` + the checkpoint's ``CLIP`` →
+  positive and negative ``CONDITIONING``, each encoder's prompt in that encoder's token stream
+  (:func:`interrogator_core.targets.token_streams`), plus the strings.
 * ``PromptInterrogator.Caption`` and ``PromptInterrogator.Analyze``: captions only; top labels per table.
 * ``PromptInterrogator.RoundTripScore``: original and regenerated ``IMAGE`` (and optionally the prompt) → CLIP
   image–image and image–text cosines, one per original image.
@@ -29,9 +34,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type
 
 from comfy_api.latest import ComfyExtension, io
 
-from interrogator_core import (AUTO_STYLE, CUSTOM, NO_CAPTION, SETTINGS, Interrogator, InterrogatorConfig,
+from interrogator_core import (AUTO_STYLE, CUSTOM, NO_CAPTION, SETTINGS, TARGETS, Interrogator, InterrogatorConfig,
                                UnknownNameError, list_caption_models, list_clip_models)
-from interrogator_hosts.comfyui import MEMORY_POLICIES, ComfyHost, folder_paths_register, tensor_to_pil
+from interrogator_core.hostapi import all_prompt_keys, token_streams
+from interrogator_hosts.comfyui import MEMORY_POLICIES, ComfyHost, encode_text, folder_paths_register, tensor_to_pil
 
 log = logging.getLogger("prompt_interrogator.comfyui")
 
@@ -233,6 +239,30 @@ def _image_and_interrogator() -> list:
     return [_image_input(), InterrogatorType.Input("interrogator")]
 
 
+#: Interrogate's outputs after the five V1 ones, by ``result.prompts`` key: one per encoder key of any target
+#: (:func:`all_prompt_keys`, whose order only ever grows at the end), named like the text-encode node input it
+#: plugs into (``t5`` → ``t5xxl``). Old workflows keep every output index.
+OUTPUT_NAMES = {"t5": "t5xxl"}
+ENCODER_OUTPUTS: Tuple[Tuple[str, str], ...] = tuple((key, OUTPUT_NAMES.get(key, key)) for key in all_prompt_keys())
+#: what each encoder output holds (its tooltip)
+ENCODER_TIPS = {
+    "clip_l": "the prompt for CLIP ViT-L/14 when the target reads one (sd15; flux, sd35, hidream: clip_l of "
+              "CLIPTextEncodeFlux / SD3 / HiDream; sdxl and the anime targets with sdxl_dual)",
+    "clip_g": "the prompt for OpenCLIP ViT-bigG/14 when the target reads one (sdxl, the anime targets; sd35, "
+              "hidream: clip_g of CLIPTextEncodeSD3 / HiDream)",
+    "t5": "the long T5 prompt, not cut to 77 tokens (flux, sd35, hidream: t5xxl of CLIPTextEncodeFlux / SD3 / "
+          "HiDream; chroma, wan: the text of CLIPTextEncode)",
+    "llm": "the prompt of a target whose one text encoder is an LLM (flux2, qwen-image, z-image: the text of "
+           "CLIPTextEncode; lumina2: user_prompt of CLIPTextEncodeLumina2); equals positive",
+    "llama": "hidream: the Llama 3.1 prompt (llama of CLIPTextEncodeHiDream)",
+}
+
+
+def _encoder_tip(key: str) -> str:
+    used = [name for name, preset in TARGETS.items() if any(e.key == key for e in preset.encoders)]
+    return ENCODER_TIPS.get(key, f"the {key} prompt ({', '.join(used)})") + "; else empty"
+
+
 def _strings(*names_and_tips: Tuple[str, str]) -> List[io.String.Output]:
     """STRING list outputs (one string per image), named as in the V1 nodes."""
     return [io.String.Output(name, display_name=name, tooltip=tip, is_output_list=True)
@@ -307,12 +337,7 @@ class Interrogate(io.ComfyNode):
                 ("caption", "caption per image"),
                 ("positive_l", "sdxl_dual: prompt for SDXL's ViT-L/14 encoder (text_l); else empty"),
                 ("negative_l", "sdxl_dual: negative prompt for SDXL's ViT-L/14 encoder; else empty"),
-                ("clip_l", "the prompt for CLIP ViT-L/14 when the target reads one (sd15; flux and sd35: clip_l of "
-                           "CLIPTextEncodeFlux / CLIPTextEncodeSD3; sdxl with sdxl_dual); else empty"),
-                ("clip_g", "the prompt for OpenCLIP ViT-bigG/14 when the target reads one (sdxl; sd35: clip_g of "
-                           "CLIPTextEncodeSD3); else empty"),
-                ("t5xxl", "flux and sd35: the long T5 prompt, not cut to 77 tokens (t5xxl of CLIPTextEncodeFlux / "
-                          "CLIPTextEncodeSD3); else empty"),
+                *((name, _encoder_tip(key)) for key, name in ENCODER_OUTPUTS),
             ),
         )
 
@@ -326,7 +351,62 @@ class Interrogate(io.ComfyNode):
         return io.NodeOutput([r.positive for r in results], [r.negative for r in results],
                              [r.caption for r in results], [r.positive_l or "" for r in results],
                              [r.negative_l or "" for r in results],
-                             *([r.prompts.get(name, "") for r in results] for name in ("clip_l", "clip_g", "t5")))
+                             *([r.prompts.get(key, "") for r in results] for key, _ in ENCODER_OUTPUTS))
+
+
+class InterrogateEncode(io.ComfyNode):
+    """``IMAGE`` batch + the checkpoint's ``CLIP`` → positive and negative ``CONDITIONING`` (one per image).
+
+    Each encoder's prompt goes into that encoder's own token stream of the ``CLIP`` (as ``CLIPTextEncodeFlux`` /
+    ``CLIPTextEncodeSD3`` / ``CLIPTextEncodeHiDream`` put theirs), so one node serves every target; which prompt
+    fills which stream is the target's data (:func:`interrogator_core.targets.token_streams`).
+    """
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return _schema(
+            "InterrogateEncode", "Interrogate & Encode",
+            "Image → positive and negative conditioning for the checkpoint's CLIP, each text encoder getting the "
+            "prompt the loader's target writes for it (one per image in the batch).",
+            inputs=[
+                *_image_and_interrogator(),
+                io.Clip.Input("clip", tooltip="the checkpoint's (or a CLIP loader's) text encoders; pick the "
+                                              "loader's target to match them"),
+                _input("mode"),
+                _input("min_flavors"),
+                _input("max_flavors"),
+                _input("negative_count"),
+                _input("beam_width", optional=True),
+                io.Float.Input("guidance", default=3.5, min=0.0, max=100.0, step=0.1, optional=True,
+                               tooltip="Flux guidance written into the conditioning, as CLIPTextEncodeFlux does; "
+                                       "only for targets that read it (flux, flux2)"),
+            ],
+            outputs=[
+                io.Conditioning.Output("positive", display_name="positive", is_output_list=True,
+                                       tooltip="positive conditioning per image"),
+                io.Conditioning.Output("negative", display_name="negative", is_output_list=True,
+                                       tooltip="negative conditioning per image (an empty prompt's for targets "
+                                               "that read none)"),
+                *_strings(("positive_text", "the positive prompt per image (the target's main prompt)"),
+                          ("negative_text", "the negative prompt per image"),
+                          ("caption", "caption per image")),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image: Any, interrogator: Interrogator, clip: Any, mode: str, min_flavors: int,
+                max_flavors: int, negative_count: int, beam_width: int = 1, guidance: float = 3.5) -> io.NodeOutput:
+        with _host(interrogator).node_run():
+            results = interrogator.interrogate(tensor_to_pil(image), mode=mode, min_flavors=min_flavors,
+                                               max_flavors=max_flavors, negative_count=negative_count,
+                                               beam_width=int(beam_width), similarities=False)
+        preset, dual = interrogator.config.preset, interrogator.config.sdxl_dual
+        add = {"guidance": float(guidance)} if preset.guidance else None
+        positive = [encode_text(clip, *token_streams(preset, r, sdxl_dual=dual), add) for r in results]
+        negative = [encode_text(clip, *token_streams(preset, r, negative=True, sdxl_dual=dual), add)
+                    for r in results]
+        return io.NodeOutput(positive, negative, [r.positive for r in results], [r.negative for r in results],
+                             [r.caption for r in results])
 
 
 class Caption(io.ComfyNode):
@@ -418,11 +498,12 @@ class RoundTripScore(io.ComfyNode):
                              [sc.to_text() for sc in scores])
 
 
-NODES: List[Type[io.ComfyNode]] = [InterrogatorLoader, Interrogate, Caption, Analyze, RoundTripScore]
+NODES: List[Type[io.ComfyNode]] = [InterrogatorLoader, Interrogate, Caption, Analyze, RoundTripScore,
+                                   InterrogateEncode]
 
 
 class PromptInterrogatorExtension(ComfyExtension):
-    """The pack as ComfyUI's V3 extension: its five nodes."""
+    """The pack as ComfyUI's V3 extension: its six nodes."""
 
     async def get_node_list(self) -> List[Type[io.ComfyNode]]:
         return list(NODES)

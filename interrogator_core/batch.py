@@ -26,6 +26,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tupl
 from .errors import ImageError, InterrogatorError, Interrupted, OutputWriteError
 from .fileio import RecordFile, atomic_write
 from .images import iter_image_files, open_image
+from .targets import all_prompt_keys
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,11 @@ OUTPUT_FORMATS = ("txt", "csv", "jsonl")
 EXISTING_POLICIES = ("skip", "overwrite", "append")
 #: Journal of the images done by an unfinished run (sidecar output: in the folder; file output: beside it).
 JOURNAL_NAME = ".prompt_interrogator.journal"
-CSV_COLUMNS = ("file", "prompt", "negative_prompt", "caption", "mode", "similarity")
+#: csv columns: the first release's six, then SDXL-dual's ViT-L/14 negative and one column per encoder key any
+#: target has (``result.prompts``; :func:`~interrogator_core.targets.all_prompt_keys`, empty where the target has
+#: none). Rows appended to an existing file follow that file's header, so older files keep their shape.
+CSV_V1_COLUMNS = ("file", "prompt", "negative_prompt", "caption", "mode", "similarity")
+CSV_COLUMNS = CSV_V1_COLUMNS + ("negative_prompt_l",) + tuple(all_prompt_keys())
 
 
 def collect_images(paths: Iterable[PathLike], recursive: bool = True) -> List[Path]:
@@ -133,6 +138,8 @@ class BatchWriter:
         self.renamed: List[Tuple[str, str]] = []
         self._out: Optional[RecordFile] = None
         self._journal_file: Optional[RecordFile] = None
+        #: the csv columns rows are written in (an existing file's own header)
+        self._columns: Tuple[str, ...] = CSV_COLUMNS
         self._open()
 
     # -- setup --------------------------------------------------------------------------------------------
@@ -152,6 +159,11 @@ class BatchWriter:
             self._out = RecordFile(self.out_file)
         if self.output == "csv" and self._out.size == 0:
             self._out.append(_csv_line(CSV_COLUMNS))
+        elif self.output == "csv":
+            with open(self.out_file, encoding="utf-8", errors="replace", newline="") as fh:
+                header = next(csv.reader(fh), None)
+            if header and header[0] == "file":
+                self._columns = tuple(header)
 
     def _read_keys(self, path: Path) -> Set[str]:
         keys: Set[str] = set()
@@ -219,8 +231,12 @@ class BatchWriter:
             atomic_write(target, text + "\n")
         elif self.output == "csv":
             assert self._out is not None
-            self._out.append(_csv_line([k, result.positive, result.negative, result.caption, result.mode,
-                                        "" if result.similarity is None else f"{result.similarity:.4f}"]))
+            fields = {"file": k, "prompt": result.positive, "negative_prompt": result.negative,
+                      "caption": result.caption, "mode": result.mode,
+                      "similarity": "" if result.similarity is None else f"{result.similarity:.4f}",
+                      "negative_prompt_l": getattr(result, "negative_l", None) or "",
+                      **dict(getattr(result, "prompts", None) or {})}
+            self._out.append(_csv_line([fields.get(c, "") for c in self._columns]))
         else:
             assert self._out is not None
             row = {"file": k, "prompt": result.positive, "negative_prompt": result.negative,
@@ -228,7 +244,7 @@ class BatchWriter:
                    "negative_similarity": result.negative_similarity}
             if getattr(result, "positive_l", None) is not None:
                 row.update(prompt_l=result.positive_l, negative_prompt_l=result.negative_l)
-            if getattr(result, "prompts", None):  # the target's prompts by encoder name (clip_l, clip_g, t5)
+            if getattr(result, "prompts", None):  # the target's prompts by encoder (clip_l, clip_g, t5, llm, llama)
                 row.update(prompts=result.prompts)
             if getattr(result, "notes", None):
                 row.update(notes=result.notes)

@@ -11,7 +11,8 @@ never from the engine's other modules, so the engine's insides can move without 
   :data:`PRECISIONS` (the precision setting).
 * Batch runs over folders: :func:`collect_images`, :class:`BatchWriter`, :func:`run_batch`,
   :class:`BatchSummary`, :data:`EXISTING_POLICIES` (what to do with images that already have output).
-* :data:`CUSTOM`: the target that uses the CLIP model as given.
+* :data:`CUSTOM`: the target that uses the CLIP model as given; :func:`all_prompt_keys` (every encoder key, in
+  the order of the ComfyUI outputs) and :func:`token_streams` (which prompt fills which ComfyUI token stream).
 """
 from __future__ import annotations
 
@@ -22,12 +23,12 @@ from .host import PRECISIONS, parse_dtype
 from .request import Request, check_request, flag, whole_number
 from .settings import (SETTINGS, Setting, caption_model_value, caption_style_value, get_setting,
                        list_clip_model_names, target_help)
-from .targets import CUSTOM
+from .targets import CUSTOM, all_prompt_keys, token_streams
 
 __all__ = ["CUSTOM", "EXISTING_POLICIES", "PRECISIONS", "SETTINGS", "BatchSummary", "BatchWriter", "Request",
            "Setting", "caption_model_value", "caption_style_value", "check_model_names", "check_request",
            "collect_images", "flag", "get_setting", "list_clip_model_names", "parse_dtype", "run_batch",
-           "target_help", "whole_number"]
+           "target_help", "token_streams", "all_prompt_keys", "whole_number"]
 
 
 def check_model_names(config: Any) -> None:

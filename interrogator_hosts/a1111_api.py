@@ -8,7 +8,8 @@ Routes (mounted by ``on_app_started``; every call that uses a model runs under A
 * ``POST /interrogator/prompt`` — clip-interrogator-ext's body (``image`` base64, ``clip_model_name``, ``mode``)
   plus optional fields (``target``, ``caption_style``, ``caption_prompt``, ``beam_width``, ``sdxl_dual``, ...);
   returns ``prompt`` (the target's main prompt; the negative one in negative mode), ``negative_prompt``,
-  ``caption``, ``prompts`` (every prompt the target needs, by encoder: clip_l / clip_g / t5) and ``notes`` (and
+  ``caption``, ``prompts`` (every prompt the target needs, by encoder: clip_l / clip_g / t5 / llm / llama) and
+  ``notes`` (and
   ``prompt_l``/``negative_prompt_l`` with ``sdxl_dual``);
 * ``POST /interrogator/score`` — round trip: ``image`` and a ``regenerated`` image and/or a ``prompt`` →
   ``image_similarity``, ``prompt_similarity`` (CLIP cosines);
@@ -136,8 +137,11 @@ class InterrogatorPromptResponse(BaseModel):
     prompt_l: Optional[str] = Field(default=None, description="sdxl_dual: the prompt for SDXL's ViT-L/14 encoder.")
     negative_prompt_l: Optional[str] = Field(default=None, description="sdxl_dual: its negative prompt.")
     prompts: Dict[str, str] = Field(default_factory=dict,
-                                    description="Every prompt the target needs, by text encoder: clip_l, clip_g, "
-                                                "t5 (e.g. flux: clip_l + t5; sd35: clip_l + clip_g + t5).")
+                                    description="Every prompt the target needs, by text encoder: clip_l, clip_g "
+                                                "(77-token CLIP prompts), t5, llm, llama (the whole caption); e.g. "
+                                                "flux: clip_l + t5; sd35: clip_l + clip_g + t5; hidream: clip_l + "
+                                                "clip_g + t5 + llama; flux2, qwen-image, z-image, lumina2: llm; "
+                                                "chroma, wan: t5.")
     notes: List[str] = Field(default_factory=list,
                              description="Remarks about the result (e.g. Flux does not use a negative prompt).")
 

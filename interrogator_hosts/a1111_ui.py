@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import gradio as gr
 
 from interrogator_core import (AUTO_STYLE, CUSTOM, NO_CAPTION, SETTINGS, TABLE_NAMES, InterrogatorError, Interrupted,
-                               list_modes, list_targets)
+                               get_target, list_modes, list_targets)
 from interrogator_core.hostapi import EXISTING_POLICIES
 
 from .a1111_hooks import IMG2IMG_ACTIONS
@@ -20,6 +20,11 @@ from .a1111_service import InterrogatorService, get_service
 from .a1111_settings import caption_model_choices, caption_style_choices, clip_model_choices, target_info
 
 log = logging.getLogger(__name__)
+
+
+def takes_dual(target: str) -> bool:
+    """The SDXL-dual checkbox means something for ``target`` (sdxl and the SDXL anime targets: a ViT-L/14 prompt)."""
+    return target in list_targets() and get_target(target or CUSTOM).needs_dual
 
 #: Tables shown as label widgets in the Analyze tab (user tables appear in its text output).
 ANALYZE_TABLES = [t for t in TABLE_NAMES if t != "negative"]
@@ -75,13 +80,14 @@ class TabCallbacks:
         ``clip_model`` counts only with target ``custom``; ``sdxl_dual`` only with target ``sdxl`` (the
         checkbox may stay ticked while another target is picked); ``positive_l``/``negative_l`` are SDXL's
         ViT-L/14 prompts (empty without ``sdxl_dual``); ``prompts``: every prompt the target needs, one
-        ``encoder: prompt`` line each (Flux / SD3.5: clip_l, clip_g, t5); the result's notes go to the status.
+        ``encoder: prompt`` line each (clip_l, clip_g, t5, llm, llama: the target's encoders); the result's notes
+        go to the status.
         """
         keep = gr.update()
         if image is None:
             return keep, keep, keep, keep, "Drop an image first.", keep, keep, keep
         target = target or CUSTOM
-        dual = bool(sdxl_dual) and target == "sdxl"
+        dual = bool(sdxl_dual) and takes_dual(target)
         t0 = time.perf_counter()
         try:
             r = self._svc().prompt(image, mode=mode, clip_model=clip_model, caption_model=caption_model or NO_CAPTION,
@@ -105,13 +111,13 @@ class TabCallbacks:
 
     @staticmethod
     def target_changed(target: str) -> Tuple[Any, Any]:
-        """Target dropdown → (CLIP dropdown: editable only for ``custom``, SDXL-dual checkbox: only for sdxl)."""
-        return gr.update(interactive=target == CUSTOM), gr.update(visible=target == "sdxl")
+        """Target dropdown → (CLIP dropdown: editable only for ``custom``, SDXL-dual checkbox: only for the SDXL targets)."""
+        return gr.update(interactive=target == CUSTOM), gr.update(visible=takes_dual(target))
 
     @staticmethod
     def dual_changed(target: str, sdxl_dual: bool) -> Tuple[Any, Any]:
         """SDXL-dual checkbox (or target) → the two ViT-L/14 prompt boxes shown or hidden."""
-        show = bool(sdxl_dual) and target == "sdxl"
+        show = bool(sdxl_dual) and takes_dual(target)
         return gr.update(visible=show), gr.update(visible=show)
 
     def score(self, image, regenerated, prompt: str, clip_model: str) -> str:
@@ -236,7 +242,7 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
                     target = target_dropdown()
                     sdxl_dual = gr.Checkbox(False, label="SDXL: separate prompts for both text encoders "
                                                          "(ViT-bigG and ViT-L/14; loads both)",
-                                            visible=s.target == "sdxl", elem_id="prompt_interrogator_sdxl_dual")
+                                            visible=takes_dual(s.target), elem_id="prompt_interrogator_sdxl_dual")
                     clip = clip_dropdown("prompt", interactive=s.target == CUSTOM)
                     caption_model = caption_dropdown("prompt")
                     with gr.Row():
@@ -258,7 +264,8 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
                 negative_l = gr.Textbox(label="Negative prompt for SDXL's ViT-L/14 encoder", lines=2,
                                         show_copy_button=True, visible=False,
                                         elem_id="prompt_interrogator_negative_l")
-            prompts = gr.Textbox(label="Prompts by text encoder (clip_l / clip_g / t5: Flux, SD3.5)", lines=4,
+            prompts = gr.Textbox(label="Prompts by text encoder (clip_l / clip_g / t5 / llm / llama: the target's "
+                                       "encoders)", lines=4,
                                  show_copy_button=True, elem_id="prompt_interrogator_prompts")
             caption = gr.Textbox(label="Caption", lines=1)
             status = gr.Markdown("")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Type
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Type
 
 import torch
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # PIL is imported lazily at run time
 log = logging.getLogger(__name__)
 
 __all__ = ["ComfyHost", "InterrogatorModelHolder", "MEMORY_POLICIES", "PRECISIONS", "COMFY_MEMORY",
-           "folder_paths_register", "interrupted_type", "tensor_to_pil"]
+           "encode_text", "folder_paths_register", "interrupted_type", "tensor_to_pil"]
 
 #: Loader widget value → (engine offload policy, models registered with ComfyUI's manager).
 MEMORY_POLICIES = {
@@ -160,3 +160,41 @@ def folder_paths_register(folder_name: str = "clip_interrogator") -> List[str]:
     folder_paths.add_model_folder_path(folder_name, os.path.join(folder_paths.models_dir, folder_name))
     return list(folder_paths.get_folder_paths(folder_name))
 
+
+
+#: token streams a ComfyUI CLIP encodes side by side, which must hold as many 77-token chunks each (SDXL's and
+#: SD3's l and g: ``CLIPTextEncodeSDXL`` / ``CLIPTextEncodeSD3`` pad the shorter one with empty chunks)
+PAIRED_STREAMS = ("l", "g")
+
+
+def encode_text(clip: Any, text: str, streams: Mapping[str, str], add: Optional[Dict[str, Any]] = None) -> list:
+    """A ComfyUI ``CONDITIONING`` of ``text`` with per-stream prompts, built the way ``CLIPTextEncodeFlux`` /
+    ``CLIPTextEncodeSD3`` / ``CLIPTextEncodeHiDream`` build theirs.
+
+    ``text`` is tokenized into every stream the ``clip``'s tokenizer has; each ``streams`` entry (stream name →
+    prompt, see :func:`interrogator_core.targets.token_streams`) then replaces that stream's tokens where the
+    tokenizer has it (a stream it lacks is skipped: that CLIP does not read it). ``l`` and ``g`` are padded to the
+    same number of chunks with an empty prompt's. ``add`` goes into the conditioning's dict (``guidance``).
+    ``encode_from_tokens_scheduled`` where this ComfyUI has it (hooks and schedules apply), else
+    ``encode_from_tokens(..., return_pooled=True)`` as older versions encode.
+    """
+    if clip is None:
+        raise RuntimeError("the clip input is None: the checkpoint has no text encoder; load one with a "
+                           "CLIPLoader (or DualCLIPLoader / QuadrupleCLIPLoader) and connect its CLIP")
+    tokens = clip.tokenize(text)
+    for stream, prompt in streams.items():
+        if stream in tokens:
+            tokens[stream] = clip.tokenize(prompt)[stream]
+    if all(isinstance(tokens.get(s), list) for s in PAIRED_STREAMS) and \
+            len(tokens[PAIRED_STREAMS[0]]) != len(tokens[PAIRED_STREAMS[1]]):
+        empty = clip.tokenize("")
+        longest = max(len(tokens[s]) for s in PAIRED_STREAMS)
+        for s in PAIRED_STREAMS:
+            tokens[s] = list(tokens[s])
+            while len(tokens[s]) < longest:
+                tokens[s] += empty[s]
+    extra = dict(add or {})
+    if hasattr(clip, "encode_from_tokens_scheduled"):
+        return clip.encode_from_tokens_scheduled(tokens, add_dict=extra)
+    cond, pooled = clip.encode_from_tokens(tokens, return_pooled=True)
+    return [[cond, {"pooled_output": pooled, **extra}]]

@@ -3,7 +3,8 @@
 Node id → (required input names in order, optional input names in order, output types, output names, output
 list flags). Saved workflows refer to exactly these: the API format by input name and output index, the UI
 format by widget position. New inputs may only be appended to the optional ones and new outputs only after
-these, so every entry here must stay a prefix of what the nodes declare.
+these, so every entry here must stay a prefix of what the nodes declare. Nodes added later are frozen here from
+their first release on the same way.
 """
 V1_INTERFACE = {
     "PromptInterrogator.Loader": (["clip_model", "caption_model", "precision", "memory"],
@@ -17,4 +18,9 @@ V1_INTERFACE = {
     "PromptInterrogator.RoundTripScore": (["original", "regenerated", "interrogator"], ["prompt"],
                                           ["FLOAT", "FLOAT", "STRING"],
                                           ["image_similarity", "prompt_similarity", "summary"], [True] * 3),
+    # added after V1 (issue 19.4), frozen from its first release on
+    "PromptInterrogator.InterrogateEncode": (
+        ["image", "interrogator", "clip", "mode", "min_flavors", "max_flavors", "negative_count"],
+        ["beam_width", "guidance"], ["CONDITIONING", "CONDITIONING", "STRING", "STRING", "STRING"],
+        ["positive", "negative", "positive_text", "negative_text", "caption"], [True] * 5),
 }

@@ -386,6 +386,22 @@ def test_prompt_sdxl_tags(client, images, registry_clips):
     assert out["target"] == "sdxl-tags" and out["prompt"] and ", " in out["prompt"]
 
 
+# -- issue 19: the targets of 2025-26 return every prompt their encoders read --------------------------------------
+@pytest.mark.parametrize("target, keys", [("hidream", {"clip_l", "clip_g", "t5", "llama"}), ("flux2", {"llm"}),
+                                          ("wan", {"t5"}), ("pony", {"clip_g"})])
+def test_prompt_new_targets_return_every_prompt_by_encoder(client, images, registry_clips, target, keys):
+    c, _, _ = client
+    r = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast", "target": target})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["target"] == target and set(out["prompts"]) == keys and all(out["prompts"].values())
+    assert out["caption"] in out["prompts"].get("llama", out["prompts"].get("llm", out["caption"]))
+    if target == "flux2":
+        assert out["negative_prompt"] == "" and any("negative" in n.lower() for n in out["notes"])
+    listed = c.get("/interrogator/status").json()
+    assert target in listed["targets"]
+
+
 @pytest.mark.parametrize("body,words", [
     ({"caption_style": "fancy"}, ["fancy", "short", "detailed", "tags"]),
     ({"caption_style": "detailed"}, ["detailed", "short"]),  # set explicitly: BLIP cannot, and says what it can

@@ -342,6 +342,22 @@ def test_interrogate_callback_flux_shows_prompts_by_encoder_and_notes(callbacks,
     assert out[4].startswith("Error") and "short" in out[4], "a style the caption model cannot write is refused"
 
 
+def test_interrogate_callback_shows_hidreams_four_prompts_and_anime_dual(callbacks, images, registry_clips):
+    """Issue 19: every prompt the target's encoders read is shown (HiDream: four); the SDXL anime targets take the
+    SDXL-dual checkbox like sdxl."""
+    cb, _, svc = callbacks
+    s = svc.settings()
+    out = cb.interrogate(images[0], "fast", s.clip_model, s.caption_model, 2, 4, 3, "hidream", 1, False, "auto", "")
+    assert "Error" not in out[4]
+    lines = dict(line.split(": ", 1) for line in out[7].splitlines())
+    assert set(lines) == {"llama", "clip_l", "clip_g", "t5"} and out[2] in lines["llama"]
+    out = cb.interrogate(images[0], "fast", s.clip_model, s.caption_model, 2, 4, 3, "pony", 1, True, "auto", "")
+    assert "Error" not in out[4] and out[5] and out[6], "pony with the checkbox: ViT-L/14 prompts"
+    for target, shown in (("pony", True), ("noobai", True), ("illustrious", True), ("hidream", False)):
+        _, dual = cb.target_changed(target)
+        assert dual["visible"] is shown, target
+
+
 def test_tab_has_caption_style_instruction_and_prompts_box(webui):
     shared, _ = webui
     from interrogator_core import list_caption_models

@@ -105,3 +105,32 @@ def test_beam_width_and_target_flags(tiny_models, small_data_dir, tmp_path, fold
                       "--beam-width", "2")) == 0
     cfg = _config(build_parser().parse_args(["x.png", "--target", "sd15", "--clip-model", "ignored/by-target"]))
     assert cfg.clip_model == "ViT-L-14/openai"
+
+
+def test_cli_prints_and_writes_every_prompt_of_a_new_target(tiny_models, small_data_dir, tmp_path, images, capsys,
+                                                            registry_to_tiny):
+    """Issue 19: HiDream's four prompts are printed one line each, and land in the jsonl ``prompts`` and in the
+    csv's encoder columns; a csv from before those columns gets rows in its own (older) shape."""
+    images[0].save(tmp_path / "a.png")
+    common = ["--caption-model", str(tiny_models["blip"]), "--cache-dir", str(tmp_path / "cache"),
+              "--data-dir", str(small_data_dir), "--mode", "fast", "--max-flavors", "8", "--target", "hidream"]
+    assert main([str(tmp_path / "a.png"), *common]) == 0
+    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines()[1:])
+    assert {"positive", "negative", "llama", "clip_l", "clip_g", "t5"} <= set(lines)
+    out = tmp_path / "out.csv"
+    assert main([str(tmp_path / "a.png"), *common, "--csv", str(out), "--quiet"]) == 0
+    with open(out, newline="", encoding="utf-8") as f:
+        (row,) = list(csv.DictReader(f))
+    assert list(row)[:6] == ["file", "prompt", "negative_prompt", "caption", "mode", "similarity"]
+    assert list(row)[6:] == ["negative_prompt_l", "clip_l", "clip_g", "t5", "llm", "llama"]
+    assert row["llama"] == lines["llama"] and row["clip_g"] == lines["clip_g"] and row["llm"] == ""
+    jsonl = tmp_path / "out.jsonl"
+    assert main([str(tmp_path / "a.png"), *common, "--jsonl", str(jsonl), "--quiet"]) == 0
+    assert set(json.loads(jsonl.read_text())["prompts"]) == {"llama", "clip_l", "clip_g", "t5"}
+
+    old = tmp_path / "old.csv"
+    old.write_text("file,prompt,negative_prompt,caption,mode,similarity\r\nz.png,p,n,c,fast,0.1\r\n")
+    assert main([str(tmp_path / "a.png"), *common, "--csv", str(old), "--quiet"]) == 0
+    with open(old, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert [len(r) for r in rows] == [6, 6, 6] and rows[2][0] == "a.png", "appended in the file's own columns"

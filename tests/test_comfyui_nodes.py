@@ -187,7 +187,7 @@ def test_import_does_no_heavy_work(tmp_path):
         f"submodule_search_locations=[{str(ROOT)!r}])\n"
         "m = importlib.util.module_from_spec(spec); sys.modules['pack'] = m; spec.loader.exec_module(m)\n"
         "nodes = asyncio.run(asyncio.run(m.comfy_entrypoint()).get_node_list())\n"
-        "assert len(nodes) == 5, nodes\n"
+        "assert len(nodes) == 6, nodes\n"
         "heavy = [n for n in ('open_clip', 'transformers', 'comfy.model_management', 'folder_paths') "
         "if n in sys.modules]\n"
         "print('HEAVY', heavy)\n"
@@ -280,8 +280,8 @@ def test_interrogate_batch_gives_one_string_per_image_same_as_the_engine(comfy, 
                                                                          tmp_path):
     images = image_batch(3)
     it = load(comfy)
-    pos, neg, cap, pos_l, neg_l, clip_l, clip_g, t5 = interrogate(comfy, images, it, "best", 2, 6, 4)
-    assert len(pos) == len(neg) == len(cap) == 3
+    pos, neg, cap, pos_l, neg_l, clip_l, clip_g, t5, llm, llama = interrogate(comfy, images, it, "best", 2, 6, 4)
+    assert len(pos) == len(neg) == len(cap) == 3 and llm == llama == ["", "", ""]
     assert all(p.strip() for p in pos) and all(n.strip() for n in neg)
 
     reference = Interrogator(InterrogatorConfig(clip_model=str(tiny_models["clip"]),
@@ -685,7 +685,9 @@ def test_new_inputs_are_optional_and_last_so_saved_workflows_keep_working(comfy)
                                         "trust_remote_code"]
     opts = loader["optional"]["target"][1]
     targets = options(loader["optional"]["target"])
-    assert targets == ["sd15", "sd2", "sdxl", "sdxl-tags", "flux", "sd35", "custom"] and opts["default"] == "custom"
+    assert targets == ["sd15", "sd2", "sdxl", "sdxl-tags", "flux", "sd35", "flux2", "qwen-image", "hidream",
+                       "z-image", "chroma", "lumina2", "wan", "illustrious", "noobai", "pony", "custom"]
+    assert opts["default"] == "custom"
     assert all(t.description in opts["tooltip"] for t in TARGETS.values())
     assert loader["optional"]["sdxl_dual"] == ("BOOLEAN", loader["optional"]["sdxl_dual"][1])
     assert loader["optional"]["sdxl_dual"][1]["default"] is False
@@ -698,9 +700,9 @@ def test_new_inputs_are_optional_and_last_so_saved_workflows_keep_working(comfy)
 
     assert kind == "INT" and (beam["default"], beam["min"], beam["max"]) == (1, 1, MAX_BEAM_WIDTH)
     assert list(nodes.Interrogate.RETURN_NAMES) == ["positive", "negative", "caption", "positive_l", "negative_l",
-                                                    "clip_l", "clip_g", "t5xxl"]
-    assert list(nodes.Interrogate.RETURN_TYPES) == ["STRING"] * 8
-    assert list(nodes.Interrogate.OUTPUT_IS_LIST) == [True] * 8
+                                                    "clip_l", "clip_g", "t5xxl", "llm", "llama"]
+    assert list(nodes.Interrogate.RETURN_TYPES) == ["STRING"] * 10
+    assert list(nodes.Interrogate.OUTPUT_IS_LIST) == [True] * 10
     style = loader["optional"]["caption_style"]
     assert options(style) == ["auto", "short", "detailed", "tags"] and style[1]["default"] == "auto"
     assert loader["optional"]["caption_prompt"][0] == "STRING" and loader["optional"]["caption_prompt"][1]["default"] == ""
@@ -711,7 +713,7 @@ def test_new_inputs_are_optional_and_last_so_saved_workflows_keep_working(comfy)
     assert (it.config.target, it.config.sdxl_dual, it.config.clip_model) == ("custom", False, "tiny-clip")
     assert (it.config.caption_style, it.config.caption_prompt, it.config.trust_remote_code) == (None, None, False)
     out = interrogate(comfy, image_batch(1), it, "fast", 2, 4, 2)
-    assert len(out) == 8 and out[0][0] and out[3:] == ([""],) * 5
+    assert len(out) == 10 and out[0][0] and out[3:] == ([""],) * 7
 
 
 def test_target_picks_the_clip_model_and_reloads_only_clip(comfy, registry_names_to_tiny, monkeypatch):
@@ -742,7 +744,7 @@ def test_sdxl_dual_fills_the_vit_l_outputs_and_both_encoders_follow_the_memory_p
     mm = comfy.mm
     it = load(comfy, target="sdxl", sdxl_dual=True)
     assert it.config.sdxl_dual and it.config.clip_model == "ViT-bigG-14/laion2b_s39b_b160k"
-    pos, neg, cap, pos_l, neg_l, clip_l, clip_g, t5 = interrogate(comfy, image_batch(2), it, "fast", 2, 4, 3)
+    pos, neg, cap, pos_l, neg_l, clip_l, clip_g, t5 = interrogate(comfy, image_batch(2), it, "fast", 2, 4, 3)[:8]
     assert registry_names_to_tiny == ["ViT-bigG-14/laion2b_s39b_b160k", "ViT-L-14/openai"]
     assert (clip_g, clip_l, t5) == (pos, pos_l, ["", ""]), "SDXL's prompts by encoder name too"
     assert len(pos_l) == len(neg_l) == 2 and all(pos_l) and all(neg_l)
@@ -761,15 +763,19 @@ def test_sdxl_dual_fills_the_vit_l_outputs_and_both_encoders_follow_the_memory_p
     assert out[3:5] == ([""], [""]) and len(registry_names_to_tiny) == 2, "nothing reloaded"
 
 
-@pytest.mark.parametrize("target, keys", [("flux", ("clip_l", "t5")), ("sd35", ("clip_l", "clip_g", "t5"))])
+@pytest.mark.parametrize("target, keys", [("flux", ("clip_l", "t5")), ("sd35", ("clip_l", "clip_g", "t5")),
+                                         ("hidream", ("clip_l", "clip_g", "t5", "llama")), ("flux2", ("llm",)),
+                                         ("wan", ("t5",))])
 def test_flux_and_sd35_outputs_plug_into_their_encode_nodes(comfy, registry_names_to_tiny, target, keys):
-    """clip_l / clip_g / t5xxl (outputs 5-7) carry the target's prompts by encoder name: CLIPTextEncodeFlux
-    takes clip_l + t5xxl, CLIPTextEncodeSD3 clip_l + clip_g + t5xxl; the others stay empty."""
+    """clip_l / clip_g / t5xxl / llm / llama (outputs 5-9) carry the target's prompts by encoder name:
+    CLIPTextEncodeFlux takes clip_l + t5xxl, CLIPTextEncodeSD3 clip_l + clip_g + t5xxl, CLIPTextEncodeHiDream
+    clip_l + clip_g + t5xxl + llama; the others stay empty."""
     it = load(comfy, target=target)
     out = interrogate(comfy, image_batch(2), it, "fast", 2, 4, 3)
     expected = it.interrogate(tensor_to_pil_(image_batch(2)), mode="fast", min_flavors=2, max_flavors=4,
                               negative_count=3)
-    by_output = dict(zip(("clip_l", "clip_g", "t5"), out[5:]))
+    assert len(out) == 10
+    by_output = dict(zip(("clip_l", "clip_g", "t5", "llm", "llama"), out[5:]))
     for name, values in by_output.items():
         assert values == [r.prompts.get(name, "") for r in expected], name
         assert all(values) == (name in keys), name
@@ -845,3 +851,156 @@ def test_round_trip_score_node(comfy):
     assert summary == [e.to_text() for e in expected]
     with pytest.raises(ValueError, match="references"):
         score(comfy, [original], [image_batch(3)], [it])
+
+
+# -- Interrogate & Encode: each encoder's prompt in its own token stream (issue 19.4) ------------------------
+class FakeClip:
+    """A ComfyUI ``CLIP`` that records what it is asked: ``tokenize(text)`` returns one entry per stream its
+    tokenizer has (``streams``), each a list of chunks (one per ``chunk`` characters, at least one) of
+    ``(text, stream)`` pairs; ``encode_from_tokens_scheduled`` returns ``[[tokens, {"pooled_output": ..., **add}]]``
+    so a test can read which text went into which stream."""
+
+    def __init__(self, streams=("l", "g"), chunk: int = 1000) -> None:
+        self.streams, self.chunk = tuple(streams), chunk
+        self.tokenized: List[str] = []
+        self.encoded: List[dict] = []
+
+    def tokenize(self, text: str) -> dict:
+        self.tokenized.append(text)
+        n = max(1, -(-len(text) // self.chunk))
+        return {s: [[(text, s)] for _ in range(n)] for s in self.streams}
+
+    def encode_from_tokens_scheduled(self, tokens: dict, unprojected=False, add_dict: dict = {}, show_pbar=True):
+        self.encoded.append(tokens)
+        return [[tokens, {"pooled_output": "pooled", **add_dict}]]
+
+    def encode_from_tokens(self, tokens: dict, return_pooled=False, return_dict=False):
+        self.encoded.append(tokens)
+        return tokens, "pooled"
+
+
+class OldFakeClip(FakeClip):
+    """A CLIP of a ComfyUI before ``encode_from_tokens_scheduled`` (``hasattr`` is False)."""
+
+    @property
+    def encode_from_tokens_scheduled(self):
+        raise AttributeError("encode_from_tokens_scheduled")
+
+
+def streams_of(conditioning) -> dict:
+    """stream → the texts its chunks were tokenized from, of a FakeClip conditioning ``[[tokens, extra]]``."""
+    (tokens, _extra), = conditioning
+    return {s: [pair[0] for chunk in chunks for pair in chunk] for s, chunks in tokens.items()}
+
+
+def result_for(target: str, **fields):
+    from interrogator_core.result import InterrogationResult
+
+    base = dict(mode="best", positive="POS", negative="NEG", caption="CAP")
+    base.update(fields)
+    return InterrogationResult(**base)
+
+
+HIDREAM = dict(positive="LLAMA", prompts={"llama": "LLAMA", "clip_l": "CL", "clip_g": "CG", "t5": "T5"})
+
+
+def test_encode_puts_each_prompt_into_its_own_stream_as_the_hidream_node_does():
+    from interrogator_core import get_target
+    from interrogator_core.targets import token_streams
+    from interrogator_hosts.comfyui import encode_text
+
+    clip = FakeClip(("l", "g", "t5xxl", "llama"))
+    r = result_for("hidream", **HIDREAM)
+    pos = encode_text(clip, *token_streams(get_target("hidream"), r))
+    assert streams_of(pos) == {"l": ["CL"], "g": ["CG"], "t5xxl": ["T5"], "llama": ["LLAMA"]}
+    neg = encode_text(clip, *token_streams(get_target("hidream"), r, negative=True))
+    assert streams_of(neg) == {s: ["NEG"] for s in ("l", "g", "t5xxl", "llama")}, "one negative in every stream"
+    assert pos[0][1] == {"pooled_output": "pooled"}, "no guidance for HiDream"
+
+
+def test_encode_skips_streams_the_clip_does_not_have_and_pads_l_and_g():
+    from interrogator_core import get_target
+    from interrogator_core.targets import token_streams
+    from interrogator_hosts.comfyui import encode_text
+
+    clip = FakeClip(("l", "g"))  # an SDXL CLIP given HiDream's prompts: only l and g are filled
+    pos = encode_text(clip, *token_streams(get_target("hidream"), result_for("hidream", **HIDREAM)))
+    assert streams_of(pos) == {"l": ["CL"], "g": ["CG"]}
+    assert "T5" not in clip.tokenized and "LLAMA" in clip.tokenized, "the base text, then only present streams"
+    long_l = FakeClip(("l", "g"), chunk=4)  # "CL" is one chunk, a long base text three: g and l padded equal
+    r = result_for("sdxl", positive="G" * 10, positive_l="LL", prompts={"clip_g": "G" * 10, "clip_l": "LL"})
+    (tokens, _), = encode_text(long_l, *token_streams(get_target("sdxl"), r, sdxl_dual=True))
+    assert len(tokens["g"]) == len(tokens["l"]) == 3 and [p[0] for c in tokens["l"] for p in c] == ["LL", "", ""]
+
+
+def test_encode_sdxl_dual_gives_vit_l_its_own_positive_and_negative():
+    from interrogator_core import get_target
+    from interrogator_core.targets import token_streams
+    from interrogator_hosts.comfyui import encode_text
+
+    clip = FakeClip(("g", "l"))
+    r = result_for("sdxl", positive="G", negative="NG", positive_l="L", negative_l="NL",
+                   prompts={"clip_g": "G", "clip_l": "L"})
+    preset = get_target("sdxl")
+    assert streams_of(encode_text(clip, *token_streams(preset, r, sdxl_dual=True))) == {"g": ["G"], "l": ["L"]}
+    assert streams_of(encode_text(clip, *token_streams(preset, r, negative=True, sdxl_dual=True))) == \
+        {"g": ["NG"], "l": ["NL"]}
+    single = result_for("sdxl", positive="G", negative="NG", prompts={"clip_g": "G"})
+    assert streams_of(encode_text(clip, *token_streams(preset, single))) == {"g": ["G"], "l": ["G"]}, \
+        "without sdxl_dual SDXL reads one prompt in both encoders, as CLIPTextEncode gives it"
+
+
+def test_encode_flux_streams_and_guidance_and_an_older_comfyui():
+    from interrogator_core import get_target
+    from interrogator_core.targets import token_streams
+    from interrogator_hosts.comfyui import encode_text
+
+    r = result_for("flux", positive="CL", negative="", prompts={"clip_l": "CL", "t5": "LONG CAPTION"})
+    for clip in (FakeClip(("l", "t5xxl")), OldFakeClip(("l", "t5xxl"))):
+        cond = encode_text(clip, *token_streams(get_target("flux"), r), {"guidance": 2.5})
+        assert streams_of(cond) == {"l": ["CL"], "t5xxl": ["LONG CAPTION"]}
+        assert cond[0][1] == {"pooled_output": "pooled", "guidance": 2.5}
+    with pytest.raises(RuntimeError, match="CLIPLoader"):
+        encode_text(None, "x", {})
+
+
+def test_encode_lumina2_puts_the_system_prompt_before_the_positive_only():
+    from interrogator_core import get_target
+    from interrogator_core.targets import LUMINA2_SYSTEM_PROMPT, token_streams
+    from interrogator_hosts.comfyui import encode_text
+
+    clip = FakeClip(("gemma2_2b",))
+    r = result_for("lumina2", positive="A CAPTION", negative="blurry", prompts={"llm": "A CAPTION"})
+    pos = encode_text(clip, *token_streams(get_target("lumina2"), r))
+    assert streams_of(pos) == {"gemma2_2b": [f"{LUMINA2_SYSTEM_PROMPT} <Prompt Start> A CAPTION"]}
+    neg = encode_text(clip, *token_streams(get_target("lumina2"), r, negative=True))
+    assert streams_of(neg) == {"gemma2_2b": ["blurry"]}
+
+
+def test_interrogate_encode_node_conditions_the_clip_with_the_engines_prompts(comfy, registry_names_to_tiny):
+    nodes = comfy.nodes
+    assert [i for i in nodes.InterrogateEncode.INPUT_TYPES()["required"]] == \
+        ["image", "interrogator", "clip", "mode", "min_flavors", "max_flavors", "negative_count"]
+    assert nodes.InterrogateEncode.INPUT_TYPES()["required"]["clip"][0] == "CLIP"
+    assert nodes.InterrogateEncode.INPUT_TYPES()["optional"]["guidance"][1]["default"] == 3.5
+    it = load(comfy, target="flux")
+    clip = FakeClip(("l", "t5xxl"))
+    pos, neg, pos_text, neg_text, cap = run(nodes.InterrogateEncode, image=image_batch(2), interrogator=it,
+                                            clip=clip, mode="fast", min_flavors=2, max_flavors=4,
+                                            negative_count=3, guidance=2.0)
+    expected = it.interrogate(tensor_to_pil_(image_batch(2)), mode="fast", min_flavors=2, max_flavors=4,
+                              negative_count=3)
+    assert pos_text == [r.positive for r in expected] and neg_text == [""] * 2 and len(pos) == len(neg) == 2
+    for cond, r in zip(pos, expected):
+        assert streams_of(cond) == {"l": [r.prompts["clip_l"]], "t5xxl": [r.prompts["t5"]]}
+        assert cond[0][1]["guidance"] == 2.0
+    assert all(streams_of(c) == {"l": [""], "t5xxl": [""]} for c in neg), "Flux: an empty prompt's conditioning"
+    assert cap == [r.caption for r in expected]
+
+    sd = load(comfy, target="sd15")
+    clip = FakeClip(("l",))
+    (cond,), (ncond,), (text,), (ntext,), _ = run(nodes.InterrogateEncode, image=image_batch(1), interrogator=sd,
+                                                  clip=clip, mode="fast", min_flavors=2, max_flavors=4,
+                                                  negative_count=3)
+    assert streams_of(cond) == {"l": [text]} and streams_of(ncond) == {"l": [ntext]} and ntext
+    assert "guidance" not in cond[0][1], "guidance only for the targets that read it"

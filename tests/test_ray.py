@@ -242,3 +242,13 @@ def test_sidecars_are_written_per_row_and_error_rows_are_skipped(tmp_path):
     write_sidecars(rows, tmp_path, "negative")
     assert sidecar_path(tmp_path, "a.png").read_text(encoding="utf-8") == "neg a\n"
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_stage_rows_carry_every_prompt_of_a_new_target(config, registry_to_tiny):
+    """Issue 19: a target's prompts by encoder (HiDream: clip_l, clip_g, t5, llama) are the ``prompts`` field of
+    each row (a JSON object: the Parquet column holds them whatever the target)."""
+    stage = PromptStage({**config, "clip_model": None, "target": "hidream"})
+    rows = stage({"id": np.array(["a"]), "image": np.array([_png(0, 40)], dtype=object)})
+    prompts = json.loads(rows["prompts"][0])
+    assert set(prompts) == {"clip_l", "clip_g", "t5", "llama"} and all(prompts.values())
+    assert rows["caption"][0] in prompts["llama"] and rows["error"][0] is None

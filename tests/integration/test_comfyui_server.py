@@ -361,14 +361,21 @@ def test_encoder_outputs_plug_into_comfyuis_flux_and_sd3_encode_nodes(server: Se
     info = server.request("/object_info")
     ours = info["PromptInterrogator.Interrogate"]
     outputs = dict(zip(ours["output_name"], ours["output"]))
-    assert ours["output_name"][5:] == ["clip_l", "clip_g", "t5xxl"] and ours["output_is_list"][5:] == [True] * 3
+    assert ours["output_name"][5:] == ["clip_l", "clip_g", "t5xxl", "llm", "llama"]
+    assert ours["output_is_list"][5:] == [True] * 5
     for node, names in (("CLIPTextEncodeFlux", ("clip_l", "t5xxl")),
-                        ("CLIPTextEncodeSD3", ("clip_l", "clip_g", "t5xxl"))):
+                        ("CLIPTextEncodeSD3", ("clip_l", "clip_g", "t5xxl")),
+                        ("CLIPTextEncodeHiDream", ("clip_l", "clip_g", "t5xxl", "llama"))):
         wants = info[node]["input"]["required"]
         for name in names:
             assert wants[name][0] == outputs[name] == "STRING", (node, name)
+    # Interrogate & Encode (issue 19.4): takes what CheckpointLoaderSimple / CLIPLoader give and feeds KSampler
+    encode = info["PromptInterrogator.InterrogateEncode"]
+    assert encode["input"]["required"]["clip"][0] == info["CLIPLoader"]["output"][0] == "CLIP"
+    assert encode["output"][:2] == ["CONDITIONING"] * 2
+    assert info["KSampler"]["input"]["required"]["positive"][0] == "CONDITIONING"
     loader = info["PromptInterrogator.Loader"]["input"]
-    assert {"flux", "sd35", "sdxl-tags"} <= set(options(loader["optional"]["target"]))
+    assert {"flux", "sd35", "sdxl-tags", "hidream", "flux2", "pony"} <= set(options(loader["optional"]["target"]))
     assert options(loader["optional"]["caption_style"]) == ["auto", "short", "detailed", "tags"]
 
 

@@ -206,6 +206,16 @@ class Image(ComfyTypeIO):
     pass
 
 
+@comfytype(io_type="CLIP")
+class Clip(ComfyTypeIO):
+    pass
+
+
+@comfytype(io_type="CONDITIONING")
+class Conditioning(ComfyTypeIO):
+    pass
+
+
 # -- schema and node -----------------------------------------------------------------------------------------
 @dataclass
 class Schema:
