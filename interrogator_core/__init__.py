@@ -20,7 +20,8 @@ from .images import MAX_PIXELS, ImageInput, RGBImage, is_rgb_image, load_images,
 from .interrogator import MODES, Interrogator, InterrogatorConfig, list_modes
 from .labels import TABLE_NAMES
 from .result import AnalyzeResult, InterrogationResult, RoundTripScore
-from .settings import SETTINGS, Setting, get_setting
+from .settings import SETTINGS, Setting, get_setting, tagger_options
+from .tagger import Tagger, TaggerOptions
 from .targets import CUSTOM, TARGETS, TargetPreset, get_target, list_targets
 from .textenc import MAX_BEAM_WIDTH
 
@@ -34,5 +35,5 @@ __all__ = [
     "list_caption_models", "list_caption_styles", "list_clip_models", "list_modes", "RoundTripScore", "TARGETS",
     "TargetPreset", "list_targets", "get_target", "MAX_BEAM_WIDTH", "NO_CAPTION",
     "ImageInput", "MAX_PIXELS", "RGBImage", "is_rgb_image", "load_images", "load_rgb",
-    "CUSTOM", "PRECISIONS", "SETTINGS", "Setting", "get_setting",
+    "CUSTOM", "PRECISIONS", "SETTINGS", "Setting", "get_setting", "Tagger", "TaggerOptions", "tagger_options",
 ]

@@ -448,13 +448,16 @@ def _config_dict(source: str, download_dir: Optional[os.PathLike], local_files_o
     return config
 
 
-def _not_found(name: str, source: str, looked: Sequence[Path], why: str) -> ModelNotFoundError:
+def _not_found(name: str, source: str, looked: Sequence[Path], why: str, family: Optional[str] = None
+               ) -> ModelNotFoundError:
     """The one "not on this machine" error of a caption model: why it was not downloaded, where we looked, the fix."""
-    where = ", ".join(str(p) for p in looked) or "(no local model folder configured)"
+    where = ", ".join(dict.fromkeys(str(p) for p in looked)) or "(no local model folder configured)"
+    files = ("config.json, model.safetensors, selected_tags.csv" if family == TAGGER_FAMILY
+             else "config.json, weights, processor files")
     return ModelNotFoundError(
         f"caption model {name!r} ({source}) is not on this machine and could not be downloaded ({why}). "
-        f"Looked in: {where} and the Hugging Face cache. Offline? Copy the model folder (config.json, weights, "
-        f"processor files) to <models folder>/{name}/ or pass the folder's path.")
+        f"Looked in: {where} and the Hugging Face cache. Offline? Copy the model folder ({files}) to "
+        f"<models folder>/{name}/ or pass the folder's path.")
 
 
 def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: Sequence[os.PathLike] = (),
@@ -487,7 +490,7 @@ def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: S
         if why:
             if hub.cached_hub_file(source, "config.json", download_dir) is None:
                 hub.remember_failure(lookup, why)
-                raise _not_found(name, source, looked, why)
+                raise _not_found(name, source, looked, why, family)
             offline = True
     try:
         config = {} if family == TAGGER_FAMILY else _config_dict(source, download_dir, local_files_only=offline)
@@ -526,7 +529,7 @@ def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: S
             raise ModelLoadError(f"cannot load caption model from {source}: {type(e).__name__}: {e}") from e
         why = f"{type(e).__name__}: {str(e)[:300]}"
         hub.remember_failure(lookup, why)
-        raise _not_found(name, source, looked, why) from e
+        raise _not_found(name, source, looked, why, family) from e
     module.eval()
     module.requires_grad_(False)
     log.info("loaded caption model %s (%s, %s%s)", name, family, dtype, ", remote code" if remote else "")

@@ -12,6 +12,7 @@ from .caption import Captioner
 from .errors import InterrogatorError
 from .host import retry_smaller_on_oom
 from .pool import ModelPool, caption_key
+from .tagger import Tagger
 
 if TYPE_CHECKING:
     from .interrogator import InterrogatorConfig
@@ -51,19 +52,23 @@ class CaptionStage:
         return self.pool.captioner(cfg.caption_model, cfg.model_dirs, cfg.download_dir,
                                    trust_remote_code=cfg.trust_remote_code)
 
+    def formats_tags(self) -> bool:
+        """The caption model is an image tagger (its tags come formatted by ``tagger_options``)."""
+        return any(isinstance(self.pool.get(k), Tagger) for k in self.pool_keys(self.pool.dtype()))
+
     def style(self, cap: Captioner, notes: Optional[List[str]]) -> str:
         """The style to write: the user's, else the target's where the model can write it, else short (with a
         note; a style the user set that the model cannot write is refused by the model with the list)."""
         cfg = self.config
         style = cfg.effective_caption_style
         if cfg.caption_style is None and style not in cap.styles:
+            used = "short" if "short" in cap.styles else cap.styles[0]  # a tagger writes tags only
             note = (f"the caption model {cfg.caption_model} cannot write {style} captions, which target "
-                    f"{cfg.target} prefers: used a short caption (pick a caption model that can, or set "
-                    f"caption_style)")
+                    f"{cfg.target} prefers: used {used} (pick a caption model that can, or set caption_style)")
             log.warning("%s", note)
             if notes is not None:
                 notes.append(note)
-            style = "short"
+            style = used
         return style
 
     def __call__(self, batch: List[Image.Image], given: Optional[Sequence[Optional[str]]] = None,
@@ -77,6 +82,12 @@ class CaptionStage:
         if not todo or not self.config.caption_model:
             return out
         cap, host = self.model(), self.pool.host
+        prose = [e.key for e in self.config.preset.encoders if not e.ranked]
+        if isinstance(cap, Tagger) and prose:
+            raise InterrogatorError(
+                f"the caption model {self.config.caption_model} is an image tagger: it writes tags, but target "
+                f"{self.config.target} reads prose in {', '.join(prose)}; pick a sentence caption model (Florence-2, "
+                f"Qwen-VL, JoyCaption) for it, or a tag target (illustrious, noobai, pony, sdxl-tags)")
         self.pool.use(cap.handle)
         style = self.style(cap, notes)
         tokens = caption_tokens(self.config, style)
@@ -85,8 +96,9 @@ class CaptionStage:
             for start in range(0, len(todo), bs):
                 host.check_interrupt()
                 idx = todo[start:start + bs]
+                extra = {"options": self.config.tagger_options} if isinstance(cap, Tagger) else {}
                 texts = cap.generate([batch[i] for i in idx], tokens, style=style,
-                                     instruction=self.config.caption_prompt)
+                                     instruction=self.config.caption_prompt, **extra)
                 for i, text in zip(idx, texts):
                     out[i] = text
                 host.progress(min(start + bs, len(todo)), len(todo), "captions")

@@ -13,7 +13,7 @@ from .errors import InterrogatorError
 from .fileio import RecordFile, writable_dir_problem
 from .host import StandaloneHost, device_problem
 from .interrogator import MODES, Interrogator, InterrogatorConfig
-from .settings import SETTINGS, add_flag
+from .settings import SETTINGS, TAGGER_SETTINGS, add_flag, tagger_options
 
 log = logging.getLogger("interrogator_core")
 
@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(p, "data_dir")
     add_flag(p, "user_tables_dir", metavar="DIR")
     add_flag(p, "blocklist", metavar="FILE")
+    tags = p.add_argument_group("image taggers (a WD v3 tagger as --caption-model)")
+    for name in TAGGER_SETTINGS:
+        if SETTINGS[name].cli_flag:
+            add_flag(tags, name, dest=name)
     p.add_argument("--no-recursive", action="store_true", help="do not walk subfolders")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--txt", choices=EXISTING_POLICIES, default=None,
@@ -77,6 +81,7 @@ def _config(a: argparse.Namespace) -> InterrogatorConfig:
         caption_style=a.caption_style, caption_prompt=a.caption_prompt, trust_remote_code=a.trust_remote_code,
         cache_dir=a.cache_dir, model_dirs=a.models_dir,
         data_dir=a.data_dir, user_tables_dir=a.user_tables, blocklist=a.blocklist, offload=a.offload,
+        tagger_options=tagger_options({n: getattr(a, n) for n in TAGGER_SETTINGS if SETTINGS[n].cli_flag}),
     )
 
 

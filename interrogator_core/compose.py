@@ -9,7 +9,9 @@ The rule, the same for every target:
   (a VLM paragraph) is cut to its longest run of whole sentences (tags: whole tags) within
   :data:`HEAD_TOKENS`, the first sentence cut at a comma or word where it alone is longer. At least 37 of the
   77 tokens stay for ranked terms, and a prompt built from a cut head holds at least :data:`MIN_TERMS` of them
-  (best mode drops the caption-alone candidate and the chain keeps that many terms).
+  (best mode drops the caption-alone candidate and the chain keeps that many terms). A quality prefix
+  (anime targets) counts in the head's budget, but the head keeps at least half of what the prefix leaves
+  (Pony's 33-token score prefix: a 21-token head).
 * A sentence's full stop never meets a term: ``A lighthouse on a rock., by X`` is ``A lighthouse on a rock, by X``.
 * A **long-prose encoder** (``t5``, an LLM encoder such as ``llama``) reads the whole caption as written. The
   ranked terms are not appended there: those encoders were trained on natural-language (VLM) captions, and a

@@ -144,8 +144,9 @@ class ClipEncoder:
         was cut (see :mod:`compose`)."""
         text, grammar = self.clip.text, self.grammar
         budget = HEAD_TOKENS
-        if grammar.prefix:
-            budget = max(8, HEAD_TOKENS - token_counts(text, [grammar.prefix])[0] + 1)
+        if grammar.prefix:  # prefix + head within HEAD_TOKENS, but the head gets at least half of what is left
+            used = token_counts(text, [grammar.prefix])[0] - 1  # its tokens and the comma after it
+            budget = max(HEAD_TOKENS - used, (text.context_length - used) // 2)
         out = []
         for c in captions:
             head, cut = clip_head(text, c, grammar.tags, budget) if c else ("", False)

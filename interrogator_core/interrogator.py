@@ -10,13 +10,15 @@ from typing import Dict, Hashable, Iterator, List, Optional, Sequence, Union
 
 from . import compose, prompts
 from .cache import default_cache_dir
-from .caption import AUTO_STYLE, NO_CAPTION, list_caption_styles
+from .caption import list_caption_styles
 from .captioning import CAPTION_TOKENS, INSTRUCTION_TOKENS, CaptionStage  # noqa: F401
 from .encoder import ClipEncoder, eta_text  # noqa: F401
 from .errors import InterrogatorError, UnknownNameError
 from .host import HostAdapter, ModelHandle, OffloadPolicy, StandaloneHost
 from .images import ImageInput, describe, load_images
 from .pool import ModelPool
+from .settings import caption_model_value, caption_style_value
+from .tagger import TaggerOptions
 from .result import AnalyzeResult, InterrogationResult, RoundTripScore
 from .targets import CUSTOM, TargetPreset, get_target, target_clip_model
 from .request import (DEFAULT_MIN_FLAVORS, MODES, Request, check_request, flag, list_modes,  # noqa: F401
@@ -58,6 +60,8 @@ class InterrogatorConfig:
             cannot write falls back to short, with a note in the result; one you set is an error instead.
         caption_prompt: a free instruction for chat-template caption models; overrides the style's.
         trust_remote_code: let a caption model run code from its repository (off: native transformers only).
+        tagger_options: thresholds and tag formatting of an image tagger caption model (:class:`TaggerOptions`;
+            other caption models ignore them).
     """
 
     clip_model: str = "ViT-L-14/openai"
@@ -79,6 +83,7 @@ class InterrogatorConfig:
     caption_style: Optional[str] = None
     caption_prompt: Optional[str] = None
     trust_remote_code: bool = False
+    tagger_options: TaggerOptions = field(default_factory=TaggerOptions)
 
     def __post_init__(self) -> None:
         self.offload = OffloadPolicy.parse(self.offload)
@@ -90,11 +95,11 @@ class InterrogatorConfig:
             raise ValueError(f"sdxl_dual needs target='sdxl' (target is {self.target!r}); "
                              "turn sdxl_dual off or pick target sdxl")
         if isinstance(self.caption_model, str):
-            self.caption_model = self.caption_model.strip()
-            if self.caption_model.lower() in ("", NO_CAPTION):
-                self.caption_model = None  # no caption model
-        if isinstance(self.caption_style, str) and self.caption_style.strip().lower() in ("", AUTO_STYLE):
-            self.caption_style = None  # the target's default
+            self.caption_model = caption_model_value(self.caption_model)  # "none"/"": no caption model
+        if isinstance(self.caption_style, str):
+            self.caption_style = caption_style_value(self.caption_style) or None  # "auto"/"": the target's
+        if not isinstance(self.tagger_options, TaggerOptions):
+            raise ValueError(f"tagger_options must be a TaggerOptions, got {self.tagger_options!r}")
         if self.caption_style is not None and self.caption_style not in list_caption_styles():
             raise UnknownNameError("caption style", str(self.caption_style), list_caption_styles())
         if self.caption_prompt is not None and not isinstance(self.caption_prompt, str):
@@ -115,9 +120,12 @@ class InterrogatorConfig:
         """How the prompts are joined: tags when the target joins tags or the caption style is tags."""
         preset = self.preset
         tags = preset.join == "tags" or self.effective_caption_style == "tags"
+        main = preset.main()
+        prose = main is not None and not main.ranked  # a long-prose negative is not cut to CLIP's window
         return prompts.PromptGrammar(tags=tags, count_first=tags and preset.join == "tags",
+                                     underscores=preset.tag_underscores, escape=preset.escape_parentheses,
                                      prefix=preset.quality_prefix,
-                                     negative_base=preset.negative_base if preset.negative else "")
+                                     negative_base=preset.negative_base if preset.negative and not prose else "")
 
     @property
     def effective_caption_style(self) -> str:
@@ -212,7 +220,7 @@ class Interrogator:
         notes = list(preset.notes)
         with self._session():
             caps = self.captions(batch, captions, notes) if need["caption"] else ["" for _ in batch]
-            caps = [grammar.caption(c) for c in caps]
+            caps = [grammar.caption(c, formatted=self.captions.formats_tags()) for c in caps]
             results, extra = self._ranked(mode, batch, caps, request) if need["clip"] else (
                 [InterrogationResult(mode=mode, positive=c, negative="", caption=c) for c in caps], {})
         for i, (im, r) in enumerate(zip(batch, results)):
@@ -235,9 +243,10 @@ class Interrogator:
         else:
             results = self.main.build(mode, self.main.image_features(batch), caps, request, positive=not prose,
                                       negative=preset.negative)
-        if prose and mode != "negative":
-            for r, c in zip(results, caps):
-                r.positive = c
+        for r, c in zip(results, caps) if prose else ():
+            r.positive = c if mode != "negative" else ""
+            if preset.negative_base and preset.negative:  # read by a long-prose encoder: whole, not cut to 77
+                r.negative = prompts.SEPARATOR.join(p for p in (preset.negative_base, r.negative) if p)
         extra: Dict[str, List[InterrogationResult]] = {}
         own_negative = {e.key for e in preset.encoders if e.negative}
         for key, enc in list(self.encoders.items())[1:]:

@@ -122,6 +122,10 @@ class ModelPool:
         """The keys of what is loaded (models and label tables)."""
         return set(self._models) | set(self._tables)
 
+    def get(self, key: Hashable) -> Optional[Union[ClipModel, Captioner]]:
+        """The loaded model under ``key`` (None: not loaded)."""
+        return self._models.get(key)
+
     def models(self, kind: str) -> list:
         """What is loaded of ``kind``: "clip" (ClipModel), "caption" (Captioner) or "tables" (LabelTables)."""
         if kind == "tables":

@@ -19,7 +19,7 @@ from .textenc import MAX_BEAM_WIDTH, TextEncoder
 
 SEPARATOR = ", "
 __all__ = ["MAX_BEAM_WIDTH", "SEPARATOR", "COUNT_TAG", "ChainResult", "PromptGrammar", "argmax_label", "as_tags", "chain", "classic_prompt",
-           "count_tags_first",
+           "count_tags_first", "format_tag", "KAOMOJIS",
            "fits", "join_fitting", "similarities", "truncate_to_fit"]
 
 
@@ -159,13 +159,29 @@ def join_fitting(text: TextEncoder, head: str, parts: Sequence[str]) -> str:
     return truncate_to_fit(text, SEPARATOR.join([head, *parts]) if head else SEPARATOR.join(parts))
 
 
-def as_tags(text: str) -> str:
+#: Tags whose underscores are part of the face, kept as they are when underscores become spaces: the list of
+#: toriato's stable-diffusion-webui-wd14-tagger (tagger/ui.py), which SmilingWolf's wd-tagger demo uses too.
+KAOMOJIS = frozenset({"0_0", "(o)_(o)", "+_+", "+_-", "._.", "<o>_<o>", "<|>_<|>", "=_=", ">_<", "3_3", "6_9",
+                      ">_o", "@_@", "^_^", "o_o", "u_u", "x_x", "|_|", "||_||"})
+_UNESCAPED_PAREN = re.compile(r"(?<!\\)([()])")
+
+
+def format_tag(tag: str, spaces: bool = True, escape: bool = False) -> str:
+    """One booru tag as a prompt writes it: ``spaces``: ``long_hair`` → ``long hair`` (kaomoji such as ``^_^``
+    keep theirs); ``escape``: ``(``/``)`` → ``\\(``/``\\)`` for A1111/ComfyUI prompt weighting (already escaped
+    ones stay)."""
+    if spaces and tag not in KAOMOJIS:
+        tag = tag.replace("_", " ")
+    return _UNESCAPED_PAREN.sub(r"\\\1", tag) if escape else tag
+
+
+def as_tags(text: str, spaces: bool = True, escape: bool = False) -> str:
     """A caption as booru-style tags, the way SDXL anime checkpoints are prompted: split on commas and line
-    breaks, ``_`` → space, trailing periods dropped, duplicates (case-insensitive) and empty tags removed,
-    joined with ", ". Parentheses stay as they are, like the ranked terms' (what CLIP ranked is what you get)."""
+    breaks, each tag through :func:`format_tag`, trailing periods dropped, duplicates (case-insensitive) and
+    empty tags removed, joined with ", "."""
     tags, seen = [], set()
     for part in re.split(r"[,\n]", text):
-        tag = " ".join(part.replace("_", " ").split()).rstrip(".").strip()
+        tag = format_tag(" ".join(part.split()).rstrip(".").strip(), spaces, escape)
         if tag and tag.lower() not in seen:
             seen.add(tag.lower())
             tags.append(tag)
@@ -203,20 +219,29 @@ class PromptGrammar:
     Attributes:
         tags: booru-style tags (the caption as tags, classic terms each a tag of its own).
         count_first: tags: the count tags (``1girl``, ``solo``) first, as anime checkpoints were trained.
+        underscores: tags keep booru underscores (``long_hair``; False: spaces, kaomoji kept).
+        escape: tags write parentheses escaped (``\\(``), as A1111/ComfyUI prompt weighting needs.
         prefix: put before every positive CLIP prompt (a quality prefix such as ``masterpiece, best quality``).
         negative_base: put before every negative prompt (the negative a model card prescribes).
     """
 
     tags: bool = False
     count_first: bool = False
+    underscores: bool = False
+    escape: bool = False
     prefix: str = ""
     negative_base: str = ""
 
-    def caption(self, text: str) -> str:
-        """A caption as the prompts start from it."""
+    def caption(self, text: str, formatted: bool = False) -> str:
+        """A caption as the prompts start from it (``formatted``: an image tagger wrote it, whose options
+        already decided underscores and escaping)."""
         if not self.tags:
             return text
-        return count_tags_first(as_tags(text)) if self.count_first else as_tags(text)
+        if formatted:
+            tags = as_tags(text, spaces=False)
+        else:
+            tags = as_tags(text, spaces=not self.underscores, escape=self.escape)
+        return count_tags_first(tags) if self.count_first else tags
 
     def start(self, head: str) -> str:
         """The start of a positive CLIP prompt: the prefix, then the caption's head."""

@@ -243,6 +243,24 @@ _SETTINGS: List[Setting] = [
             flag=""),
     Setting("flavor_intermediate_count", int, 2048, "how many top-ranked labels the chains choose from",
             "Flavor candidates", minimum=1, flag=""),
+    # -- image taggers (``InterrogatorConfig.tagger_options``, :class:`~interrogator_core.tagger.TaggerOptions`)
+    Setting("general_threshold", float, 0.35, "tagger: lowest score of a general tag that is kept (inclusive)",
+            "Tagger: general threshold", minimum=0.0, maximum=1.0),
+    Setting("character_threshold", float, 0.85, "tagger: lowest score of a character tag that is kept (inclusive)",
+            "Tagger: character threshold", minimum=0.0, maximum=1.0),
+    Setting("include_rating", bool, False, "tagger: put the most likely rating tag first", "Tagger: rating tag"),
+    Setting("character_first", bool, True, "tagger: character tags before the others (off: all by score)",
+            "Tagger: characters first", flag=""),
+    Setting("replace_underscores", bool, True, "tagger: long_hair -> long hair (kaomoji such as ^_^ keep theirs)",
+            "Tagger: underscores to spaces", flag=""),
+    Setting("escape_parentheses", bool, True, "tagger: write ( ) as \\( \\) so A1111/ComfyUI read them as text",
+            "Tagger: escape parentheses", flag=""),
+    Setting("exclude", str, "", "tagger: tags never written (comma-separated, any spelling)", "Tagger: exclude tags",
+            flag="--exclude-tags"),
+    Setting("always_first", str, "", "tagger: tags put first when found (comma-separated, in this order)",
+            "Tagger: always-first tags"),
+    Setting("max_tags", int, 0, "tagger: most tags in the prompt (0: no limit)", "Tagger: maximum tags",
+            minimum=0),
     # -- folders ---------------------------------------------------------------------------------------------
     Setting("cache_dir", str, _default_cache_dir, "label-embedding cache folder", "Label cache folder",
             host_default=True),
@@ -259,6 +277,21 @@ _SETTINGS: List[Setting] = [
 
 #: The settings by name (see :class:`Setting`).
 SETTINGS: Dict[str, Setting] = {s.name: s for s in _SETTINGS}
+
+
+#: the settings of an image tagger, the fields of :class:`~interrogator_core.tagger.TaggerOptions`
+TAGGER_SETTINGS = ("general_threshold", "character_threshold", "include_rating", "character_first",
+                   "replace_underscores", "escape_parentheses", "exclude", "always_first", "max_tags")
+
+
+def tagger_options(values: Dict[str, Any]) -> Any:
+    """A :class:`~interrogator_core.tagger.TaggerOptions` from the tagger settings in ``values`` (a host's
+    controls, flags or stored options by setting name; missing ones take the table's default), each parsed by
+    its setting."""
+    from .tagger import TaggerOptions
+
+    return TaggerOptions(**{name: SETTINGS[name].parse(values.get(name, SETTINGS[name].default_value()))
+                            for name in TAGGER_SETTINGS})
 
 
 def get_setting(name: str) -> Setting:

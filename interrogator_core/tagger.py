@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from .errors import InterrogatorError, ModelLoadError, ModelNotFoundError, UnknownNameError
+from .prompts import KAOMOJIS, format_tag  # noqa: F401  (KAOMOJIS: part of this module's API)
 from .host import ModelHandle
 from .images import load_images
 
@@ -47,12 +48,6 @@ CONFIG_FILE, WEIGHTS_FILE, TAGS_FILE = "config.json", "model.safetensors", "sele
 GENERAL, ARTIST, COPYRIGHT, CHARACTER, META, RATING = 0, 1, 3, 4, 5, 9
 CATEGORY_NAMES: Dict[int, str] = {GENERAL: "general", ARTIST: "artist", COPYRIGHT: "copyright",
                                   CHARACTER: "character", META: "meta", RATING: "rating"}
-
-#: Tags whose underscores are part of the face, kept as they are when underscores become spaces: the list of
-#: toriato's stable-diffusion-webui-wd14-tagger (tagger/ui.py), which SmilingWolf's wd-tagger demo uses too.
-KAOMOJIS = frozenset({"0_0", "(o)_(o)", "+_+", "+_-", "._.", "<o>_<o>", "<|>_<|>", "=_=", ">_<", "3_3", "6_9",
-                      ">_o", "@_@", "^_^", "o_o", "u_u", "x_x", "|_|", "||_||"})
-
 
 def _tag_list(value: Union[str, Sequence[str], None], what: str) -> Tuple[str, ...]:
     """A tag list from a comma-separated string or a sequence of tags (blank entries dropped)."""
@@ -122,11 +117,7 @@ class TaggerOptions:
 
     def format(self, name: str) -> str:
         """A tag name from selected_tags.csv as it is written in the prompt."""
-        if self.replace_underscores and name not in KAOMOJIS:
-            name = name.replace("_", " ")
-        if self.escape_parentheses:
-            name = name.replace("(", "\\(").replace(")", "\\)")
-        return name
+        return format_tag(name, self.replace_underscores, self.escape_parentheses)
 
 
 @dataclass(frozen=True)

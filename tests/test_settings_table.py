@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterator, List, Mapping
 import pytest
 
 from interrogator_core import SETTINGS, InterrogatorConfig, Setting
+from interrogator_core.settings import TAGGER_SETTINGS, tagger_options
 from interrogator_core.request import Request
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes" / "a1111"))
@@ -69,6 +70,11 @@ def test_the_table_is_what_the_engine_uses():
     setting's own check; a none word parses to None."""
     config_defaults = {f.name: (f.default_factory() if f.default is dataclasses.MISSING else f.default)
                        for f in dataclasses.fields(InterrogatorConfig)}
+    tagger = config_defaults.pop("tagger_options")  # one setting per field of TaggerOptions
+    assert [f.name for f in dataclasses.fields(tagger)] == list(TAGGER_SETTINGS)
+    config_defaults.update({f.name: ", ".join(v) if isinstance(v, tuple) else v
+                            for f in dataclasses.fields(tagger) for v in [getattr(tagger, f.name)]})
+    assert tagger_options({}) == tagger and tagger_options({"max_tags": "3"}).max_tags == 3
     assert set(config_defaults) <= set(SETTINGS), \
         f"declare {sorted(set(config_defaults) - set(SETTINGS))} in interrogator_core/settings.py"
     for name, engine in config_defaults.items():

@@ -289,3 +289,35 @@ def test_tag_lists_parse_from_strings():
     opts = TaggerOptions(exclude=" a, ,b_c ,", always_first=("x",))
     assert opts.exclude == ("a", "b_c") and opts.always_first == ("x",)
     hash(opts)  # frozen and hashable: a settings value
+
+
+# -- the tagger in the engine: tags as the head of the anime targets' prompts -------------------------------------
+@pytest.fixture(scope="module")
+def known_tagger_dir(tmp_path_factory):
+    return make_tiny_tagger(tmp_path_factory.mktemp("tagger") / "known-engine",
+                            head_bias=[math.log(KNOWN[n] / (1 - KNOWN[n])) for n in NAMES])
+
+
+@pytest.mark.parametrize("target", ["illustrious", "noobai", "pony"])
+def test_tags_are_the_head_of_anime_prompts(target, known_tagger_dir, make_interrogator, images, registry_to_tiny):
+    from interrogator_core import TaggerOptions, get_target
+
+    ci = make_interrogator(target=target, caption_model=str(known_tagger_dir),
+                           tagger_options=TaggerOptions(exclude="long_hair"))
+    r = ci.interrogate(images[:1], mode="fast", max_flavors=8, min_flavors=2)[0]
+    prefix = get_target(target).quality_prefix
+    # count tags first (the anime tag order), then the character, then general tags by score; escaped; excluded gone
+    head = "1girl, solo, hatsune miku, ^_^, hat \\(object\\)"
+    assert r.caption == head
+    assert r.positive.startswith(f"{prefix}, {head}, "), r.positive
+    assert len(r.positive[len(prefix) + len(head) + 4:].split(", ")) >= 1, "CLIP-ranked terms follow the tags"
+    assert "long hair" not in r.positive and r.positive == r.prompts["clip_g"]
+
+
+def test_a_tagger_with_a_prose_target_is_a_clear_error(known_tagger_dir, make_interrogator, images,
+                                                       registry_to_tiny):
+    from interrogator_core import InterrogatorError
+
+    ci = make_interrogator(target="flux", caption_model=str(known_tagger_dir))
+    with pytest.raises(InterrogatorError, match=r"image tagger.*flux reads prose in t5"):
+        ci.interrogate(images[:1], mode="fast")

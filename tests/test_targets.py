@@ -228,7 +228,6 @@ def test_new_targets_return_their_prompts_prose_whole_and_clip_within_77(target,
             assert prompt and engine_fits(ci, key, prompt) and bpe_tokens(prompt) <= 77, key
 
 
-@pytest.mark.xfail(reason="needs lead's engine composition", strict=False)
 @pytest.mark.parametrize("target", NEW_TARGETS)
 def test_new_targets_compose_positive_prefix_and_negative_base(target, make_interrogator, images,
                                                               registry_to_tiny):
