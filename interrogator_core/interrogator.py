@@ -133,6 +133,18 @@ class InterrogatorConfig:
         return self.caption_style or self.preset.caption_style
 
 
+def _wanted(ci: "Interrogator") -> Dict[Hashable, str]:
+    """What ``ci``'s configuration would load, by pool key, with a name for logs."""
+    dtype = ci.pool.dtype()
+    out: Dict[Hashable, str] = {k: "caption model" for k in ci.captions.pool_keys(dtype)}
+    for i, enc in enumerate(ci.encoders.values()):
+        suffix = f" ({enc.key})" if i else ""
+        clip, tables = enc.pool_keys(dtype)
+        out.setdefault(clip, "CLIP model" + suffix)
+        out.setdefault(tables, "label tables" + suffix)
+    return out
+
+
 class Interrogator:
     """Image → positive and negative prompt (and the other prompts the target reads): the pipeline.
 
@@ -346,20 +358,10 @@ class Interrogator:
         name and dtype; label tables also the same lists, blocklist and cache folder; the caption model also the
         same ``trust_remote_code``), whichever encoder of ``other`` used them. Returns what was taken; ``other``
         no longer holds it. Lets a host change one setting without reloading everything."""
-        wanted = self._wanted()
+        wanted = _wanted(self)
         moved = set(self.pool.take(other.pool, wanted))
         return [name for key, name in wanted.items() if key in moved]
 
-    def _wanted(self) -> Dict[Hashable, str]:
-        """What this configuration would load, by pool key, with a name for logs."""
-        dtype = self.pool.dtype()
-        out: Dict[Hashable, str] = {k: "caption model" for k in self.captions.pool_keys(dtype)}
-        for i, enc in enumerate(self.encoders.values()):
-            suffix = f" ({enc.key})" if i else ""
-            clip, tables = enc.pool_keys(dtype)
-            out.setdefault(clip, "CLIP model" + suffix)
-            out.setdefault(tables, "label tables" + suffix)
-        return out
 
     def set_offload(self, policy: Union[str, OffloadPolicy]) -> None:
         """Change the offload policy of a live interrogator."""
