@@ -230,15 +230,46 @@ def test_parquet_and_webdataset_sources(local_ray, config, tmp_path):
 
 
 def test_sidecars_are_written_per_row_and_error_rows_are_skipped(tmp_path):
-    from interrogator_core.dataset import sidecar_path, write_sidecars
+    from interrogator_core.dataset import sidecar_names, write_sidecars
 
     rows = {"id": ["a.png", "sub/b.png", "bad.png"], "positive": ["pos a", "", None],
             "negative": ["neg a", "neg b", None], "caption": ["cap a", "cap b", None],
             "error": [None, None, "bad.png is not a readable image"]}
-    write_sidecars(rows, tmp_path, "best")
-    assert sidecar_path(tmp_path, "a.png").read_text(encoding="utf-8") == "pos a\n"
-    assert sidecar_path(tmp_path, "sub/b.png").read_text(encoding="utf-8") == "cap b\n"  # no positive: caption
-    assert not sidecar_path(tmp_path, "bad.png").exists()
-    write_sidecars(rows, tmp_path, "negative")
-    assert sidecar_path(tmp_path, "a.png").read_text(encoding="utf-8") == "neg a\n"
+    names = sidecar_names(tmp_path, rows["id"])
+    assert write_sidecars(rows, names, "best") == [str(tmp_path / "a.txt"), str(tmp_path / "sub" / "b.txt"), None]
+    assert (tmp_path / "a.txt").read_text(encoding="utf-8") == "pos a\n"
+    assert (tmp_path / "sub" / "b.txt").read_text(encoding="utf-8") == "cap b\n"  # no positive: caption
+    assert not (tmp_path / "bad.txt").exists()
+    write_sidecars(rows, names, "negative")
+    assert (tmp_path / "a.txt").read_text(encoding="utf-8") == "neg a\n"
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_sidecar_names_follow_the_batch_rule(tmp_path):
+    """One rule for the CLI, the Batch tab and Ray (issue 21.4): of a.jpg and a.png, a.txt and a.png.txt."""
+    from interrogator_core.batch import assign_sidecars
+    from interrogator_core.dataset import existing_ids, sidecar_names
+
+    ids = ["a.png", "a.jpg", "sub/c.png", "b.webp"]
+    names = sidecar_names(tmp_path, ids)
+    assert {k: v.relative_to(tmp_path).as_posix() for k, v in names.items()} == {
+        "a.jpg": "a.txt", "a.png": "a.png.txt", "sub/c.png": "sub/c.txt", "b.webp": "b.txt"}
+    batch_rule, _ = assign_sidecars([tmp_path / i for i in ids])
+    assert sorted(map(str, batch_rule.values())) == sorted(map(str, names.values()))
+    (tmp_path / "a.txt").write_text("done")
+    assert existing_ids(tmp_path, "sidecars", ids) == {"a.jpg"}  # a.png's own sidecar is a.png.txt
+
+
+def test_pool_problem_keeps_a_cpu_for_reads_and_counts_gpus():
+    """Issue 21.5: actors that take every CPU (or more GPUs than there are) would hang Ray without a word."""
+    from interrogator_core.dataset import pool_problem
+
+    assert pool_problem({"CPU": 2.0}, 1, 1, 0) is None
+    assert pool_problem({"CPU": 2.0}, 2, 0.5, 0) is None
+    problem = pool_problem({"CPU": 2.0}, 2, 1, 0)
+    assert "2 actors x 1 CPUs" in problem and "--actors 1" in problem and "cpus_per_actor=0.5" in problem
+    assert "\n" not in problem
+    assert "--actors" not in pool_problem({"CPU": 1.0}, 1, 1, 0)  # no actor fits: fewer CPUs or a bigger cluster
+    problem = pool_problem({"CPU": 16.0, "GPU": 1.0}, 2, 1, 1)
+    assert "need 2 GPUs" in problem and "at most 1 actor (--actors 1)" in problem and "--gpus-per-actor 0.5" in problem
+    assert "GPU" in pool_problem({"CPU": 16.0}, 1, 1, 1)
