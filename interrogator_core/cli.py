@@ -249,7 +249,7 @@ def _ray_problems(a: argparse.Namespace) -> List[str]:
         try:
             kind = guess_source_format(a.inputs)
         except ValueError as e:
-            kind = str(e)
+            kind = f"mixed ({e})"
         if kind != "images":
             problems.append(f"--ray --txt writes a .txt beside each image file; these inputs are {kind}: use "
                             "--parquet DIR or --jsonl DIR")
