@@ -5,7 +5,8 @@
 Needs Ray (``pip install .[ray]``). Random-weight models (the tiny test CLIP or a real architecture such as
 ViT-B-32 with random weights, and the tiny BLIP), a label subset whose cache is built before any timing, and
 ``--images`` random 224x224 PNGs in one folder. Each row is the wall time of one whole run, model loading
-included (the CLI's start-up; the actors' start-up under Ray), after Ray itself is up. Ray writes Parquet.
+included (the CLI's start-up; the actors' start-up under Ray), after Ray itself is up. Ray writes Parquet
+(``parts``: the part files written, at least ``ROWS_PER_FILE`` rows each).
 On CPU, Ray gets one logical CPU more than the machine has (a slot for its read and write tasks) and each
 actor ``cores / actors`` CPUs, so torch uses the same number of threads in total on every path; on CUDA the
 actors share the one GPU (``1 / actors`` each). Prints a table and writes bench/results/bench-ray-<device>.json.
@@ -71,7 +72,8 @@ def _engine(cfg: dict, args) -> float:
     return time.perf_counter() - start
 
 
-def _ray(cfg: dict, args, actors: int) -> float:
+def _ray(cfg: dict, args, actors: int) -> tuple:
+    """(seconds, Parquet part files written)."""
     from interrogator_core.ray import interrogate_dataset
 
     out = WORK / f"out-{actors}"
@@ -86,7 +88,7 @@ def _ray(cfg: dict, args, actors: int) -> float:
                                batch_size=args.batch_size)
     took = time.perf_counter() - start
     assert rows.count() == args.images
-    return took
+    return took, len(list(out.glob("*.parquet")))
 
 
 def main() -> None:
@@ -114,18 +116,20 @@ def main() -> None:
     cpus = os.cpu_count() or 1
     ray.init(num_cpus=cpus + (0 if args.device.startswith("cuda") else 1), include_dashboard=False,
              log_to_driver=False, logging_level=logging.ERROR)
-    rows = [{"path": "engine (CLI)", "actors": "-", "seconds": _engine(cfg, args)}]
+    rows = [{"path": "engine (CLI)", "actors": "-", "seconds": _engine(cfg, args), "parts": "-"}]
     for n in args.actors:
-        rows.append({"path": "Ray Data", "actors": n, "seconds": _ray(cfg, args, n)})
+        seconds, parts = _ray(cfg, args, n)
+        rows.append({"path": "Ray Data", "actors": n, "seconds": seconds, "parts": parts})
     ray.shutdown()
     for r in rows:
         r["images_per_s"] = args.images / r["seconds"]
-    header = f"{'path':<14} {'actors':>6} {'seconds':>8} {'images/s':>9}"
+    header = f"{'path':<14} {'actors':>6} {'seconds':>8} {'images/s':>9} {'parts':>6}"
     print(f"{args.images} images, {args.clip} CLIP (random weights), tiny BLIP, mode {args.mode}, "
           f"{args.flavors} flavors, device {args.device}, {cpus} CPUs")
     print(header + "\n" + "-" * len(header))
     for r in rows:
-        print(f"{r['path']:<14} {str(r['actors']):>6} {r['seconds']:>8.1f} {r['images_per_s']:>9.2f}")
+        print(f"{r['path']:<14} {str(r['actors']):>6} {r['seconds']:>8.1f} {r['images_per_s']:>9.2f} "
+              f"{str(r['parts']):>6}")
     out = Path(args.out) if args.out else ROOT / "bench" / "results" / f"bench-ray-{args.device.split(':')[0]}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "cpus": cpus, "rows": rows}, indent=2))

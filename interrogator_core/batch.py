@@ -334,6 +334,14 @@ def assign_sidecars(images: Sequence[PathLike]) -> Tuple[Dict[str, Path], List[T
     return sidecars, renamed
 
 
+def sidecars_for(images: Sequence[PathLike]) -> List[Path]:
+    """The ``.txt`` sidecar of each image, in the order given, by the rule of :func:`assign_sidecars` (the one
+    the CLI, the Batch tab and the Ray dataset mode all follow). Give the whole run's images: a name depends on
+    the other images of the folder."""
+    assigned, _ = assign_sidecars(images)
+    return [assigned[_real(i)] for i in images]
+
+
 def run_batch(interrogator, images: Sequence[PathLike], writer: Optional[BatchWriter], *, mode: str = "best",
               min_flavors: Optional[int] = None, max_flavors: int = 32, negative_count: int = 16, chunk_size: int = 8,
               beam_width: int = 1, on_progress: Optional[Callable[[int, int, str], None]] = None,

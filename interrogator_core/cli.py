@@ -10,14 +10,13 @@ from typing import List, Optional
 
 from .batch import EXISTING_POLICIES, BatchWriter, collect_images, run_batch
 from .errors import InterrogatorError
-from .fileio import RecordFile, writable_dir_problem
+from .fileio import RecordFile, output_problem, writable_dir_problem
 from .host import StandaloneHost, device_problem
 from .interrogator import MODES, Interrogator, InterrogatorConfig
 from .settings import SETTINGS, TAGGER_SETTINGS, add_flag, tagger_options
+from .usage import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ray_output
 
 log = logging.getLogger("interrogator_core")
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,19 +204,14 @@ def usage_problems(a: argparse.Namespace) -> List[str]:
         problems.append(f"--blocklist {a.blocklist} {what}; give a text file with one label per line")
     if a.user_tables and not Path(a.user_tables).is_dir():
         problems.append(f"--user-tables {a.user_tables} is not a folder; give a folder of NAME.txt label lists")
-    for flag in ("jsonl", "csv"):
-        target = getattr(a, flag)
-        if not target:
-            continue
-        path = Path(target)
-        if path.is_dir():
-            problems.append(f"--{flag} {target} is a folder; give a file name (e.g. {path / ('prompts.' + flag)})")
-            continue
-        folder = next((d for d in [path.parent, *path.parent.parents] if d.exists()), Path("."))
-        problem = writable_dir_problem(folder)
-        if problem:
-            problems.append(f"--{flag} {target}: cannot create files in {folder} ({problem}); choose a writable "
-                            "location")
+    if a.ray or a.parquet:
+        problems.extend(_ray_problems(a))
+    else:
+        for flag in ("jsonl", "csv"):
+            target = getattr(a, flag)
+            problem = target and output_problem(target, "file", example_name=f"prompts.{flag}")
+            if problem:
+                problems.append(f"--{flag} {target} {problem}")
     if a.txt:
         folders = sorted({Path(i) if Path(i).is_dir() else Path(i).parent for i in a.inputs})
         for folder in folders:
@@ -225,6 +219,37 @@ def usage_problems(a: argparse.Namespace) -> List[str]:
             if problem:
                 problems.append(f"--txt: cannot write sidecars in {folder} ({problem}); make it writable or use "
                                 "--jsonl/--csv with a file elsewhere")
+    return problems
+
+
+def _ray_problems(a: argparse.Namespace) -> List[str]:
+    """Usage problems of a ``--ray`` run (outputs are folders there), found before Ray starts."""
+    if not a.ray:
+        return ["--parquet needs --ray (without Ray, write --jsonl FILE or --csv FILE)"]
+    fmt, output = ray_output(a)
+    if fmt is None:
+        return ["--ray needs an output: --parquet DIR, --jsonl DIR or --txt skip"
+                + (" (--csv is not a Ray output)" if a.csv else "")]
+    problems = []
+    if a.mode == "analyze":
+        problems.append("--ray does not do analyze mode; choose another --mode or drop --ray")
+    if fmt == "sidecars":
+        from .dataset import guess_source_format
+
+        if a.txt != "skip":
+            problems.append(f"--ray --txt {a.txt}: a Ray run resumes by skipping images that have their .txt; "
+                            "use --txt skip (or the CLI without --ray)")
+        try:
+            kind = guess_source_format(a.inputs)
+        except ValueError as e:
+            kind = f"mixed ({e})"
+        if kind != "images":
+            problems.append(f"--ray --txt writes a .txt beside each image file; these inputs are {kind}: use "
+                            "--parquet DIR or --jsonl DIR")
+    else:
+        problem = output_problem(output, "folder")
+        if problem:
+            problems.append(f"--{fmt} {output} {problem}")
     return problems
 
 

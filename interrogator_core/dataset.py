@@ -17,17 +17,18 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 from PIL import Image
 
+from .batch import sidecars_for
 from .cache import sanitize_model_name
 from .clip import resolve_clip
 from .errors import ImageError, InterrogatorError, UnknownNameError
 from .fileio import atomic_write
 from .host import StandaloneHost
-from .images import load_rgb
+from .images import IMAGE_EXTENSIONS, load_rgb
 from .interrogator import MODES, Interrogator, InterrogatorConfig
 from .result import prompt_text
 
@@ -278,14 +279,71 @@ def _names(batch: Any) -> List[str]:
     return list(batch.column_names if hasattr(batch, "column_names") else batch.keys())
 
 
-# -- outputs and resume ---------------------------------------------------------------------------------------
-def sidecar_path(output: Union[str, os.PathLike], row_id: str) -> Path:
-    """Where a row's sidecar goes: ``output/<id without extension>.txt``, never outside ``output``."""
-    parts = [p for p in str(row_id).replace("\\", "/").replace(":", "_").split("/") if p not in ("", ".", "..")]
-    if not parts:
-        raise ValueError(f"id {row_id!r} cannot name a sidecar file")
-    rel = Path(*parts)
-    return Path(output) / rel.with_suffix(".txt") if rel.suffix else Path(output) / (str(rel) + ".txt")
+# -- sources, the actor pool, outputs and resume -------------------------------------------------------------
+#: Inputs :func:`interrogator_core.ray.interrogate_dataset` reads; "auto" picks by the path.
+SOURCE_FORMATS = ("auto", "images", "parquet", "webdataset")
+
+
+def guess_source_format(paths: Sequence[Union[str, os.PathLike]]) -> str:
+    """The kind of input the paths are: images (files or folders of them), parquet or webdataset (``.tar``);
+    mixed kinds raise ``ValueError``."""
+    def kind(p: str) -> str:
+        low = p.lower()
+        if low.endswith((".tar", ".tar.gz", ".tgz")):
+            return "webdataset"
+        if low.endswith(".parquet"):
+            return "parquet"
+        if os.path.isdir(p):
+            names = [n.lower() for _, _, files in os.walk(p) for n in files]
+            if any(n.endswith(IMAGE_EXTENSIONS) for n in names):
+                return "images"
+            if any(n.endswith(".parquet") for n in names):
+                return "parquet"
+            if any(n.endswith(".tar") for n in names):
+                return "webdataset"
+        return "images"
+
+    kinds = {kind(str(p)) for p in paths}
+    if len(kinds) != 1:
+        raise ValueError(f"cannot mix inputs of kinds {sorted(kinds)}; pass source_format= or one kind of input")
+    return kinds.pop()
+
+
+def pool_problem(cluster: Mapping[str, float], actors: int, cpus_per_actor: float, gpus_per_actor: float,
+                 spare_cpus: float = 1) -> Optional[str]:
+    """Why a pool of ``actors`` (each ``cpus_per_actor`` CPUs, ``gpus_per_actor`` GPUs) cannot run on a cluster
+    with ``cluster`` resources (``ray.cluster_resources()``), or None when it can.
+
+    Ray Data's read, filter and write tasks need a CPU of their own besides the actors (``spare_cpus``): when the
+    actors hold every CPU, or ask for more GPUs than there are, the job waits forever without a word. The text
+    says what to change.
+    """
+    cpus, gpus = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
+    eps = 1e-9
+    if gpus_per_actor and actors * gpus_per_actor > gpus + eps:
+        fit = int(gpus // gpus_per_actor + eps)
+        return (f"{actors} actors x {gpus_per_actor:g} GPUs need {actors * gpus_per_actor:g} GPUs; the cluster has "
+                f"{gpus:g}: use " + (f"at most {fit} actor{'s' if fit != 1 else ''} (--actors {fit}), " if fit else "")
+                + "fewer GPUs per actor "
+                f"(--gpus-per-actor {gpus / actors:.2g}) or a cluster with more GPUs")
+    if actors * cpus_per_actor + spare_cpus > cpus + eps:
+        fit = int(max(0.0, cpus - spare_cpus) // cpus_per_actor + eps) if cpus_per_actor else actors
+        share = max(0.0, cpus - spare_cpus) / actors
+        fixes = [f"at most {fit} actor{'s' if fit != 1 else ''} (--actors {fit})"] if fit else []
+        if share > 0:
+            fixes.append(f"fewer CPUs per actor (cpus_per_actor={share:.2g})")
+        fixes.append(f"a cluster with {actors * cpus_per_actor + spare_cpus:g} CPUs")
+        return (f"{actors} actors x {cpus_per_actor:g} CPUs leave Ray's read and write tasks no CPU on a cluster "
+                f"with {cpus:g} CPUs (the job would wait forever): use " + " or ".join(fixes))
+    return None
+
+
+def sidecar_names(output: Union[str, os.PathLike], ids: Sequence[str]) -> Dict[str, Path]:
+    """Each row id's ``.txt`` sidecar under ``output`` (ids are image paths relative to it): the batch rule,
+    :func:`interrogator_core.batch.sidecars_for`, over the whole run's ids, so of ``a.jpg`` and ``a.png``
+    one writes ``a.txt`` and the other ``a.png.txt``, exactly as the CLI and the Batch tab name them."""
+    ids = list(dict.fromkeys(str(i) for i in ids))
+    return dict(zip(ids, sidecars_for([Path(output) / i for i in ids])))
 
 
 def sidecar_text(row: Mapping[str, Any], mode: str) -> str:
@@ -293,14 +351,20 @@ def sidecar_text(row: Mapping[str, Any], mode: str) -> str:
     return prompt_text(mode, row["positive"] or "", row["negative"] or "", row["caption"] or "")
 
 
-def write_sidecars(rows: Mapping[str, List[Any]], output: Union[str, os.PathLike], mode: str) -> None:
-    """Write one ``.txt`` per row without an error (atomic: temp file + rename)."""
+def write_sidecars(rows: Mapping[str, List[Any]], sidecars: Mapping[str, Union[str, os.PathLike]],
+                   mode: str) -> List[Optional[str]]:
+    """Write each row's text to its sidecar (``sidecars``: by id, see :func:`sidecar_names`), atomically (temp
+    file + rename); rows with an error get none. Returns, per row, the file written (None: none)."""
+    written: List[Optional[str]] = []
     for i, row_id in enumerate(rows["id"]):
         if rows["error"][i]:
+            written.append(None)
             continue
-        target = sidecar_path(output, row_id)
+        target = Path(sidecars[str(row_id)])
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, sidecar_text({k: v[i] for k, v in rows.items()}, mode) + "\n")
+        written.append(str(target))
+    return written
 
 
 def existing_ids(output: Union[str, os.PathLike], fmt: str, candidates: Optional[Iterable[str]] = None) -> Set[str]:
@@ -308,13 +372,13 @@ def existing_ids(output: Union[str, os.PathLike], fmt: str, candidates: Optional
 
     parquet/jsonl: the ``id`` column of every part file in the folder (a part file cut short by a crash is
     renamed ``*.incomplete`` with a warning, so its rows are redone and readers skip it). sidecars: the
-    ``candidates`` whose sidecar exists.
+    ``candidates`` (the whole run's ids) whose sidecar (:func:`sidecar_names`) exists.
     """
     if fmt not in OUTPUT_FORMATS:
         raise UnknownNameError("output format", fmt, OUTPUT_FORMATS)
     out = Path(output)
     if fmt == "sidecars":
-        return {c for c in (candidates or ()) if sidecar_path(out, c).is_file()}
+        return {c for c, side in sidecar_names(out, list(candidates or ())).items() if side.is_file()}
     if not out.exists():
         return set()
     if out.is_file():

@@ -106,6 +106,38 @@ def writable_dir_problem(folder: PathLike) -> Optional[str]:
     return None
 
 
+#: What an output argument names: one file (the CLI's ``--jsonl``/``--csv``) or a folder of files (Ray's part
+#: files, sidecar trees).
+OUTPUT_KINDS = ("file", "folder")
+
+
+def output_problem(path: PathLike, kind: str, example_name: str = "prompts.jsonl") -> Optional[str]:
+    """Why ``path`` cannot be a run's output of ``kind`` (file or folder), or None when it can.
+
+    The one rule for every output argument, checked before any work starts: a file output must not be a folder,
+    a folder output must not be a file, and the output (or, when it does not exist yet, its nearest existing
+    parent folder, where it will be created) must be a folder files can be created in, and an existing file
+    output must be writable. The text names the fix (``example_name``: the file name a folder is shown with).
+    """
+    if kind not in OUTPUT_KINDS:
+        raise ValueError(f"unknown output kind {kind!r}; valid: {', '.join(OUTPUT_KINDS)}")
+    path = Path(path)
+    if kind == "file" and path.is_dir():
+        return f"is a folder; give a file name (e.g. {path / example_name})"
+    if kind == "file" and path.is_file() and not os.access(path, os.W_OK):
+        return "is read-only; make it writable or choose another file"
+    if kind == "folder" and path.exists() and not path.is_dir():
+        return "is a file; give a folder (part files are written into it; a new name creates it)"
+    folder = path if kind == "folder" and path.is_dir() else \
+        next((d for d in path.absolute().parents if d.exists()), Path("."))
+    problem = writable_dir_problem(folder)
+    if problem and folder == path:
+        return f"is a folder files cannot be created in ({problem}); choose a writable location"
+    if problem:
+        return f"cannot be created: files cannot be created in {folder} ({problem}); choose a writable location"
+    return None
+
+
 class RecordFile:
     """An append-only file of whole records (one line each, ``\\n``-terminated).
 

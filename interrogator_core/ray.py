@@ -38,24 +38,28 @@ except ImportError as _e:  # pragma: no cover - exercised where Ray is missing
 
 from . import dataset as _ds
 from .batch import collect_images
-from .dataset import (OUTPUT_COLUMNS, OUTPUT_FORMATS, LabelCacheInfo, StageConfig, config_dict, existing_ids,
-                      prepare_label_cache, split_config)
+from .dataset import (OUTPUT_COLUMNS, OUTPUT_FORMATS, SOURCE_FORMATS, LabelCacheInfo, StageConfig, config_dict,
+                      existing_ids, guess_source_format, pool_problem, prepare_label_cache, sidecar_names,
+                      split_config)
 from .errors import InterrogatorError, UnknownNameError
+from .fileio import output_problem
 from .images import IMAGE_EXTENSIONS
 from .interrogator import MODES
+from .usage import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, ray_output
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OUTPUT_COLUMNS", "OUTPUT_FORMATS", "PromptStage", "interrogate_dataset", "prepare_label_cache",
-           "SCHEMA", "SOURCE_FORMATS"]
+__all__ = ["OUTPUT_COLUMNS", "OUTPUT_FORMATS", "PromptStage", "ROWS_PER_FILE", "interrogate_dataset",
+           "prepare_label_cache", "SCHEMA", "SOURCE_FORMATS"]
 
 #: Arrow types of the output rows.
 SCHEMA = pa.schema([("id", pa.string()), ("positive", pa.string()), ("negative", pa.string()),
                     ("caption", pa.string()), ("similarity", pa.float64()), ("prompts", pa.string()),
                     ("error", pa.string())])
 _DIAGNOSTICS = [("labels_encoded", pa.int64()), ("worker_pid", pa.int64())]
-#: Inputs :func:`interrogate_dataset` reads; "auto" picks by the path.
-SOURCE_FORMATS = ("auto", "images", "parquet", "webdataset")
+#: Rows a Parquet / JSON-lines part file gets (at least; the last one of a run may have fewer): few, large files
+#: instead of one per block. A run killed mid-way redoes at most the rows not yet in a finished part file.
+ROWS_PER_FILE = 1000
 
 Source = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]], "ray.data.Dataset"]
 
@@ -98,29 +102,6 @@ def _local_items(paths: Sequence[Path], recursive: bool = True) -> List[Dict[str
     return items
 
 
-def _guess_format(paths: Sequence[str]) -> str:
-    def kind(p: str) -> str:
-        low = p.lower()
-        if low.endswith(".tar") or low.endswith(".tar.gz") or low.endswith(".tgz"):
-            return "webdataset"
-        if low.endswith(".parquet"):
-            return "parquet"
-        if os.path.isdir(p):
-            names = [n.lower() for _, _, files in os.walk(p) for n in files]
-            if any(n.endswith(IMAGE_EXTENSIONS) for n in names):
-                return "images"
-            if any(n.endswith(".parquet") for n in names):
-                return "parquet"
-            if any(n.endswith(".tar") for n in names):
-                return "webdataset"
-        return "images"
-
-    kinds = {kind(p) for p in paths}
-    if len(kinds) != 1:
-        raise ValueError(f"cannot mix inputs of kinds {sorted(kinds)}; pass source_format= or one kind of input")
-    return kinds.pop()
-
-
 def _webdataset_columns(batch: Dict[str, Any]) -> Dict[str, Any]:
     """WebDataset samples (``__key__`` + one column per file suffix) → ``id`` + ``image`` bytes."""
     suffixes = [s.lstrip(".") for s in IMAGE_EXTENSIONS]
@@ -154,7 +135,7 @@ def _source_kind(source: Source, source_format: str) -> tuple:
     paths = [str(p) for p in ([source] if isinstance(source, (str, os.PathLike)) else source)]
     if not paths:
         raise ValueError("no input given")
-    kind = _guess_format(paths) if source_format == "auto" else source_format
+    kind = guess_source_format(paths) if source_format == "auto" else source_format
     if kind not in SOURCE_FORMATS[1:]:
         raise UnknownNameError("source format", kind, SOURCE_FORMATS)
     return kind, paths
@@ -203,6 +184,7 @@ def interrogate_dataset(
     image_column: str = "image",
     recursive: bool = True,
     diagnostics: bool = False,
+    rows_per_file: int = ROWS_PER_FILE,
 ) -> "ray.data.Dataset":
     """Prompts for every image of ``source`` on a pool of ``actors`` Ray actors.
 
@@ -213,36 +195,61 @@ def interrogate_dataset(
             image's sha256), WebDataset ``.tar`` shards (id: the sample key), or a ``ray.data.Dataset`` with
             ``id_column`` and ``image_column`` (or ``path``).
         config: engine settings + ``mode``/``interrogate`` arguments (:func:`interrogator_core.dataset.split_config`).
-        output: a folder; ``fmt`` parquet/jsonl: part files written there (each run adds new part files; jsonl
-            parts are named ``*.json``, one JSON object per line); sidecars: ``<output>/<id>.txt`` per image
-            (error rows get none). None: nothing is written, the lazy dataset is returned.
-        actors / gpus_per_actor / cpus_per_actor: the pool (one Interrogator per actor).
+        output: a folder; ``fmt`` parquet/jsonl: part files written there (each run adds new part files of at
+            least ``rows_per_file`` rows, the last one may have fewer; jsonl parts are named ``*.json``, one JSON
+            object per line); sidecars (local image files only): a ``.txt`` per image under ``output`` named by
+            the CLI's rule (:func:`interrogator_core.dataset.sidecar_names`: of ``a.jpg`` and ``a.png``, ``a.txt``
+            and ``a.png.txt``; error rows get none). None: nothing is written, the lazy dataset is returned.
+        actors / gpus_per_actor / cpus_per_actor: the pool (one Interrogator per actor). It must leave Ray's read
+            and write tasks a CPU: a pool the cluster cannot hold raises :class:`~interrogator_core.usage.UsageError`
+            (saying what to change) before anything starts, instead of waiting forever.
         batch_size: images per ``map_batches`` call.
         resume: skip ids already in ``output`` (an interrupted run loses nothing, a rerun repeats nothing;
             error rows count as done). With False an ``output`` that already has rows is refused.
         source_format: auto, images, parquet or webdataset.
         diagnostics: add ``labels_encoded`` and ``worker_pid`` columns (see :class:`PromptStage`).
+        rows_per_file: the rows a Parquet / JSON-lines part file gets (:data:`ROWS_PER_FILE`).
+
+    Raises:
+        UsageError: before any work (no label step, no image), for an output that cannot be written (a file
+            where a folder is needed, a folder files cannot be created in), sidecars for a source that is not local
+            image files, or a pool the cluster cannot hold.
 
     Returns:
         With an output: parquet/jsonl: the whole output read back (this run's rows and earlier runs');
-        sidecars: this run's rows. Without: the lazy dataset of rows (:data:`SCHEMA`).
+        sidecars: this run's rows, with a ``sidecar`` column (the file written; None for an error row). Without:
+        the lazy dataset of rows (:data:`SCHEMA`).
     """
     if fmt not in OUTPUT_FORMATS:
         raise UnknownNameError("output format", fmt, OUTPUT_FORMATS)
-    if actors < 1 or batch_size < 1:
-        raise ValueError(f"actors and batch_size must be at least 1, got {actors} and {batch_size}")
+    if actors < 1 or batch_size < 1 or rows_per_file < 1:
+        raise ValueError(f"actors, batch_size and rows_per_file must be at least 1, got {actors}, {batch_size} and "
+                         f"{rows_per_file}")
+    if output is not None and "://" not in str(output):
+        problem = output_problem(output, "folder")
+        if problem:
+            raise UsageError(f"output {output} {problem}")
     cfg = config_dict(config)
     split = split_config(cfg)
     kind, paths = _source_kind(source, source_format)
+    local = kind == "images" and not any("://" in p for p in paths)
+    if output is not None and fmt == "sidecars" and not local:
+        raise UsageError(f"sidecars are written beside local image files; this source is {kind}"
+                         f"{' in object storage' if kind == 'images' else ''}: write parquet or jsonl instead")
     items = None
-    if kind == "images" and not any("://" in p for p in paths):
+    if local:
         missing = [p for p in paths if not Path(p).exists()]
         if missing:
             raise FileNotFoundError(f"not found: {', '.join(missing)}")
         items = _local_items([Path(p) for p in paths], recursive)
+    sidecars: Dict[str, Path] = {}
     done: set = set()
     if output is not None:
-        done = existing_ids(output, fmt, [it["id"] for it in items or []])
+        if fmt == "sidecars":
+            sidecars = sidecar_names(output, [it["id"] for it in items or ()])  # over the whole run, done or not
+            done = {key for key, side in sidecars.items() if side.is_file()}
+        else:
+            done = existing_ids(output, fmt)
         if done and not resume:
             raise FileExistsError(f"output {output} already holds {len(done)} results; pass resume=True to add only "
                                   "the missing ones, or choose another output folder")
@@ -253,10 +260,15 @@ def interrogate_dataset(
         if not items:
             log.info("nothing to do: every image is already in %s", output)
             return _read_back(output, fmt)
+    if not ray.is_initialized():
+        ray.init()
+    problem = pool_problem(ray.cluster_resources(), actors, cpus_per_actor, gpus_per_actor)
+    if problem:
+        raise UsageError(problem)
     ds, id_col, image_col = _read_source(kind, source, paths, items, id_column=id_column, image_column=image_column,
                                          blocks_hint=max(actors, math.ceil(len(items or ()) / batch_size)))
     if output is not None and items is None and resume:
-        ds = ds.filter(_NotDone(output, fmt, id_col, done))
+        ds = ds.filter(_NotDone(id_col, done))
 
     label_files = None
     if MODES[split.call["mode"]]["clip"]:
@@ -273,11 +285,12 @@ def interrogate_dataset(
         return rows
     Path(output).mkdir(parents=True, exist_ok=True)
     if fmt == "parquet":
-        rows.write_parquet(str(output))
+        rows.write_parquet(str(output), min_rows_per_file=rows_per_file)
     elif fmt == "jsonl":
-        rows.write_json(str(output))
+        rows.write_json(str(output), min_rows_per_file=rows_per_file)
     else:
-        return rows.map_batches(_write_sidecars_batch, fn_kwargs={"output": str(output), "mode": split.call["mode"]},
+        pending = {it["id"]: str(sidecars[it["id"]]) for it in items or ()}
+        return rows.map_batches(_write_sidecars_batch, fn_kwargs={"sidecars": pending, "mode": split.call["mode"]},
                                 batch_format="pyarrow").materialize()
     return _read_back(output, fmt)
 
@@ -285,19 +298,16 @@ def interrogate_dataset(
 class _NotDone:
     """Row filter for sources whose ids are known only while reading: drop ids already in the output."""
 
-    def __init__(self, output: Union[str, os.PathLike], fmt: str, id_column: str, done: Iterable[str]) -> None:
-        self.output, self.fmt, self.id_column, self.done = str(output), fmt, id_column, frozenset(done)
+    def __init__(self, id_column: str, done: Iterable[str]) -> None:
+        self.id_column, self.done = id_column, frozenset(done)
 
     def __call__(self, row: Dict[str, Any]) -> bool:
-        key = str(row[self.id_column])
-        if self.fmt == "sidecars":
-            return not _ds.sidecar_path(self.output, key).is_file()
-        return key not in self.done
+        return str(row[self.id_column]) not in self.done
 
 
-def _write_sidecars_batch(batch: "pa.Table", output: str, mode: str) -> "pa.Table":
-    _ds.write_sidecars(batch.to_pydict(), output, mode)
-    return batch
+def _write_sidecars_batch(batch: "pa.Table", sidecars: Mapping[str, str], mode: str) -> "pa.Table":
+    written = _ds.write_sidecars(batch.to_pydict(), sidecars, mode)
+    return batch.append_column("sidecar", pa.array(written, type=pa.string()))
 
 
 def _read_back(output: Optional[Union[str, os.PathLike]], fmt: str) -> "ray.data.Dataset":
@@ -309,46 +319,37 @@ def _read_back(output: Optional[Union[str, os.PathLike]], fmt: str) -> "ray.data
 
 
 def run_cli(args: Any, config: Any) -> int:
-    """``python -m interrogator_core SRC --ray ...``: the CLI's Ray path (Ray's own progress bars show)."""
-    from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+    """``python -m interrogator_core SRC --ray ...``: the CLI's Ray path (Ray's own progress bars show).
 
-    if not args.ray:
-        print("error: --parquet needs --ray", file=sys.stderr)
-        return EXIT_USAGE
-    if args.parquet:
-        fmt, output = "parquet", args.parquet
-    elif args.jsonl:
-        fmt, output = "jsonl", args.jsonl
-    elif args.txt:
-        first = Path(args.inputs[0])
-        fmt, output = "sidecars", str(first if first.is_dir() else first.parent)
-    else:
-        print("error: --ray needs an output: --parquet DIR, --jsonl DIR or --txt skip", file=sys.stderr)
-        return EXIT_USAGE
-    if args.mode == "analyze":
-        print("error: --ray does not do analyze mode", file=sys.stderr)
-        return EXIT_USAGE
+    The arguments were checked by :func:`interrogator_core.cli.usage_problems` (outputs included); what only the
+    cluster can tell (does the pool fit?) is checked here, before any work, and exits :data:`EXIT_USAGE`."""
+    fmt, output = ray_output(args)
     cfg = config_dict(config)
     cfg.update(mode=args.mode, min_flavors=args.min_flavors, max_flavors=args.max_flavors,
                negative_count=args.negative_count, beam_width=args.beam_width, device=args.device,
                precision=args.precision)
     if not ray.is_initialized():
         ray.init(address=args.ray_address, logging_level=logging.WARNING, include_dashboard=False)
-    before = len(existing_ids(output, fmt)) if fmt != "sidecars" else 0
     try:
+        before = len(existing_ids(output, fmt)) if fmt != "sidecars" else 0
         out = interrogate_dataset(args.inputs, cfg, output=output, fmt=fmt, actors=args.actors,
                                   gpus_per_actor=args.gpus_per_actor, batch_size=args.batch_size,
                                   recursive=not args.no_recursive)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except (InterrogatorError, ValueError, KeyError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_FAILED
     total = out.count()
-    errors = [(r["id"], r["error"]) for r in out.select_columns(["id", "error"]).iter_rows() if r["error"]] \
-        if total else []
+    columns = ["id", "error"] + (["sidecar"] if fmt == "sidecars" else [])
+    rows = list(out.select_columns(columns).iter_rows()) if total else []
+    errors = [(r["id"], r["error"]) for r in rows if r["error"]]
     for key, reason in errors:
         print(f"failed: {key}: {reason}", file=sys.stderr)
     if fmt == "sidecars":
-        print(f"{total - len(errors)} sidecars written, {len(errors)} failed", file=sys.stderr)
+        written = sum(1 for r in rows if r["sidecar"])
+        print(f"{written} sidecars written, {len(errors)} failed", file=sys.stderr)
     else:
         print(f"{total - before} new rows, {total} rows in {output}, {len(errors)} failed", file=sys.stderr)
     return EXIT_FAILED if errors else EXIT_OK

@@ -3,6 +3,7 @@
 The stage tests need no Ray and run in every environment; the Ray tests start a local Ray with 2 CPUs and run
 where Ray is installed (the "current" environment in CI: .ci/envs/current-test.txt).
 """
+import errno
 import io
 import json
 import os
@@ -117,6 +118,78 @@ def test_importing_the_package_never_imports_ray_and_missing_ray_says_how_to_ins
     assert "pip install prompt-interrogator[ray]" in out.stdout
 
 
+# -- the CLI's Ray path: usage errors before Ray starts (no Ray needed) ---------------------------------------
+@pytest.fixture
+def ray_never_starts(monkeypatch):
+    """The CLI must refuse before it imports the Ray path: a stand-in module fails the test if it is used."""
+    import types
+
+    import interrogator_core.cli as cli
+
+    def refuse(*a, **k):
+        raise AssertionError("the Ray path started before the arguments were checked")
+
+    fake = types.ModuleType("interrogator_core.ray")
+    fake.run_cli = refuse
+    monkeypatch.setitem(sys.modules, "interrogator_core.ray", fake)
+    monkeypatch.setattr(cli, "Interrogator", refuse)
+
+
+def _usage_error(capsys, argv) -> str:
+    from interrogator_core.cli import main
+
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_cli_ray_output_checks_before_ray_starts(ray_never_starts, tmp_path, capsys, monkeypatch):
+    """Issue 21.6 (and 21.3's folder rule): Ray outputs are folders; what cannot be one is a usage error."""
+    from interrogator_core import fileio
+    from interrogator_core.cli import build_parser, usage_problems
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    (images / "a.png").write_bytes(_png(0))
+    existing = tmp_path / "prompts"
+    existing.mkdir()
+    # a folder is the right thing for --ray --jsonl / --parquet (a rerun resumes into it)
+    for flag in ("--jsonl", "--parquet"):
+        assert usage_problems(build_parser().parse_args([str(images), "--ray", flag, str(existing)])) == []
+    # ... and the wrong thing without --ray
+    assert "is a folder" in " ".join(usage_problems(build_parser().parse_args([str(images), "--jsonl", str(existing)])))
+    a_file = tmp_path / "out.parquet"
+    a_file.write_bytes(b"x")
+    err = _usage_error(capsys, [str(images), "--ray", "--parquet", str(a_file)])
+    assert f"--parquet {a_file} is a file; give a folder" in err
+    err = _usage_error(capsys, [str(images), "--ray", "--jsonl", str(a_file / "sub")])
+    assert "out.parquet (is not a folder)" in err
+    # a read-only output folder (simulated: tests run as root, which may write anywhere)
+    real = fileio.tempfile.TemporaryFile
+
+    def read_only(*a, dir=None, **k):
+        if dir is not None and Path(dir) == existing:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real(*a, dir=dir, **k)
+
+    monkeypatch.setattr(fileio.tempfile, "TemporaryFile", read_only)
+    err = _usage_error(capsys, [str(images), "--ray", "--parquet", str(existing)])
+    assert str(existing) in err and "Read-only file system" in err
+    err = _usage_error(capsys, [str(images), "--ray", "--jsonl", str(existing / "new")])
+    assert str(existing) in err and "Read-only file system" in err
+    # flags that do not go with --ray
+    assert "--parquet needs --ray" in _usage_error(capsys, [str(images), "--parquet", str(tmp_path / "new")])
+    assert "--ray needs an output" in _usage_error(capsys, [str(images), "--ray"])
+    assert "use --txt skip" in _usage_error(capsys, [str(images), "--ray", "--txt", "overwrite"])
+    assert "analyze" in _usage_error(capsys, [str(images), "--ray", "--parquet", str(tmp_path / "n"), "--mode",
+                                              "analyze"])
+    shard = tmp_path / "shard.tar"
+    shard.write_bytes(b"")
+    assert "beside each image file" in _usage_error(capsys, [str(shard), "--ray", "--txt", "skip"])
+
+
 # -- Ray Data end to end ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def local_ray():
@@ -159,8 +232,11 @@ def test_folder_to_parquet_matches_engine_labels_once_and_resume(local_ray, conf
     from interrogator_core.ray import interrogate_dataset
 
     out = tmp_path / "out"
-    ds = interrogate_dataset(folder, config, output=out, actors=2, batch_size=2, diagnostics=True)
+    # two actors on 2 CPUs: half a CPU each, so Ray's own tasks keep one (a pool that takes every CPU is refused)
+    ds = interrogate_dataset(folder, config, output=out, actors=2, cpus_per_actor=0.5, batch_size=2,
+                             diagnostics=True)
     rows = _rows(out)
+    assert len(list(out.glob("*.parquet"))) == 1  # 7 rows: one part file (ROWS_PER_FILE), not one per block
     assert ds.count() == 7 and sorted(rows) == sorted(
         ["part0/0.png", "part1/1.png", "part0/2.png", "part1/3.png", "part0/4.png", "part1/5.png", "part0/corrupt.png"])
     # every actor found the labels the preparation encoded (an actor that had to encode fails at start-up)
@@ -175,10 +251,7 @@ def test_folder_to_parquet_matches_engine_labels_once_and_resume(local_ray, conf
     parts = sorted(out.glob("*.parquet"))
     lost = set(_rows_of(parts[0]))
     parts[0].unlink()
-    args = [str(folder), "--ray", "--parquet", str(out), "--mode", CALL["mode"], "--min-flavors", "2", "--max-flavors", "6",
-            "--negative-count", "4", "--clip-model", config["clip_model"], "--caption-model", config["caption_model"],
-            "--cache-dir", config["cache_dir"], "--data-dir", str(small_data_dir), "--device", "cpu",
-            "--batch-size", "2", "--actors", "1", "--quiet"]
+    args = [str(folder), "--ray", "--parquet", str(out), *_cli_args(config, small_data_dir)]
     assert main(args) == 1  # the corrupt image is reported as failed
     err = capsys.readouterr().err
     assert f"{len(lost)} new rows, 7 rows in {out}, 1 failed" in err
@@ -191,6 +264,13 @@ def test_folder_to_parquet_matches_engine_labels_once_and_resume(local_ray, conf
     main(args)
     assert "0 new rows, 7 rows" in capsys.readouterr().err
     assert len(list(out.glob("*.parquet"))) == n_parts and len(_rows(out)) == 7
+
+
+def _cli_args(config: dict, small_data_dir: Path, mode: str = CALL["mode"]) -> list:
+    return ["--mode", mode, "--min-flavors", "2", "--max-flavors", "6", "--negative-count", "4",
+            "--clip-model", config["clip_model"], "--caption-model", config["caption_model"],
+            "--cache-dir", config["cache_dir"], "--data-dir", str(small_data_dir), "--device", "cpu",
+            "--batch-size", "2", "--actors", "1", "--quiet"]
 
 
 def _rows_of(part: Path) -> list:
@@ -230,17 +310,18 @@ def test_parquet_and_webdataset_sources(local_ray, config, tmp_path):
 
 
 def test_sidecars_are_written_per_row_and_error_rows_are_skipped(tmp_path):
-    from interrogator_core.dataset import sidecar_path, write_sidecars
+    from interrogator_core.dataset import sidecar_names, write_sidecars
 
     rows = {"id": ["a.png", "sub/b.png", "bad.png"], "positive": ["pos a", "", None],
             "negative": ["neg a", "neg b", None], "caption": ["cap a", "cap b", None],
             "error": [None, None, "bad.png is not a readable image"]}
-    write_sidecars(rows, tmp_path, "best")
-    assert sidecar_path(tmp_path, "a.png").read_text(encoding="utf-8") == "pos a\n"
-    assert sidecar_path(tmp_path, "sub/b.png").read_text(encoding="utf-8") == "cap b\n"  # no positive: caption
-    assert not sidecar_path(tmp_path, "bad.png").exists()
-    write_sidecars(rows, tmp_path, "negative")
-    assert sidecar_path(tmp_path, "a.png").read_text(encoding="utf-8") == "neg a\n"
+    names = sidecar_names(tmp_path, rows["id"])
+    assert write_sidecars(rows, names, "best") == [str(tmp_path / "a.txt"), str(tmp_path / "sub" / "b.txt"), None]
+    assert (tmp_path / "a.txt").read_text(encoding="utf-8") == "pos a\n"
+    assert (tmp_path / "sub" / "b.txt").read_text(encoding="utf-8") == "cap b\n"  # no positive: caption
+    assert not (tmp_path / "bad.txt").exists()
+    write_sidecars(rows, names, "negative")
+    assert (tmp_path / "a.txt").read_text(encoding="utf-8") == "neg a\n"
     assert not list(tmp_path.rglob("*.tmp"))
 
 
@@ -252,3 +333,113 @@ def test_stage_rows_carry_every_prompt_of_a_new_target(config, registry_to_tiny)
     prompts = json.loads(rows["prompts"][0])
     assert set(prompts) == {"clip_l", "clip_g", "t5", "llama"} and all(prompts.values())
     assert rows["caption"][0] in prompts["llama"] and rows["error"][0] is None
+
+
+def test_sidecar_names_follow_the_batch_rule(tmp_path):
+    """One rule for the CLI, the Batch tab and Ray (issue 21.4): of a.jpg and a.png, a.txt and a.png.txt."""
+    from interrogator_core.batch import assign_sidecars
+    from interrogator_core.dataset import existing_ids, sidecar_names
+
+    ids = ["a.png", "a.jpg", "sub/c.png", "b.webp"]
+    names = sidecar_names(tmp_path, ids)
+    assert {k: v.relative_to(tmp_path).as_posix() for k, v in names.items()} == {
+        "a.jpg": "a.txt", "a.png": "a.png.txt", "sub/c.png": "sub/c.txt", "b.webp": "b.txt"}
+    batch_rule, _ = assign_sidecars([tmp_path / i for i in ids])
+    assert sorted(map(str, batch_rule.values())) == sorted(map(str, names.values()))
+    (tmp_path / "a.txt").write_text("done")
+    assert existing_ids(tmp_path, "sidecars", ids) == {"a.jpg"}  # a.png's own sidecar is a.png.txt
+
+
+def test_pool_problem_keeps_a_cpu_for_reads_and_counts_gpus():
+    """Issue 21.5: actors that take every CPU (or more GPUs than there are) would hang Ray without a word."""
+    from interrogator_core.dataset import pool_problem
+
+    assert pool_problem({"CPU": 2.0}, 1, 1, 0) is None
+    assert pool_problem({"CPU": 2.0}, 2, 0.5, 0) is None
+    problem = pool_problem({"CPU": 2.0}, 2, 1, 0)
+    assert "2 actors x 1 CPUs" in problem and "--actors 1" in problem and "cpus_per_actor=0.5" in problem
+    assert "\n" not in problem
+    assert "--actors" not in pool_problem({"CPU": 1.0}, 1, 1, 0)  # no actor fits: fewer CPUs or a bigger cluster
+    problem = pool_problem({"CPU": 16.0, "GPU": 1.0}, 2, 1, 1)
+    assert "need 2 GPUs" in problem and "at most 1 actor (--actors 1)" in problem and "--gpus-per-actor 0.5" in problem
+    assert "GPU" in pool_problem({"CPU": 16.0}, 1, 1, 1)
+
+
+def test_cli_ray_sidecars_follow_the_batch_rule_and_a_jsonl_folder_reruns(local_ray, config, small_data_dir, tmp_path,
+                                                                          capsys):
+    """Issue 21.4: of a.jpg and a.png, a.txt and a.png.txt (as the CLI's folder batch names them), and the count
+    said is the files written. Issue 21.3: ``--ray --jsonl DIR`` run again resumes (adds nothing)."""
+    from interrogator_core.batch import BatchWriter, collect_images
+    from interrogator_core.cli import main
+
+    imgs = tmp_path / "side"
+    imgs.mkdir()
+    Image.open(io.BytesIO(_png(1))).save(imgs / "a.jpg")
+    (imgs / "a.png").write_bytes(_png(2))
+    (imgs / "b.png").write_bytes(_png(3))
+    args = [str(imgs), "--ray", "--txt", "skip", *_cli_args(config, small_data_dir, mode="negative")]
+    assert main(args) == 0
+    assert "3 sidecars written, 0 failed" in capsys.readouterr().err
+    assert sorted(p.name for p in imgs.glob("*.txt")) == ["a.png.txt", "a.txt", "b.txt"]
+    writer = BatchWriter(imgs, output="txt")
+    writer.pending(collect_images([imgs]))
+    assert {writer.sidecar(i).name for i in collect_images([imgs])} == {"a.png.txt", "a.txt", "b.txt"}
+    writer.close()
+    assert main(args) == 0
+    assert "0 sidecars written, 0 failed" in capsys.readouterr().err
+
+    out = tmp_path / "jsonl"
+    args = [str(imgs), "--ray", "--jsonl", str(out), *_cli_args(config, small_data_dir, mode="negative")]
+    assert main(args) == 0
+    assert f"3 new rows, 3 rows in {out}, 0 failed" in capsys.readouterr().err
+    assert main(args) == 0  # the rerun: a folder is the right output, nothing is repeated
+    assert f"0 new rows, 3 rows in {out}, 0 failed" in capsys.readouterr().err
+
+
+def test_pool_and_output_are_checked_before_any_work(local_ray, config, small_data_dir, tmp_path, capsys):
+    """Issue 21.5 / 21.6: two 1-CPU actors on 2 CPUs would leave Ray's Parquet read no CPU (a silent hang); an
+    output that is a file fails only after the work. Both are refused before the label step (no cache file)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from interrogator_core.cli import main
+    from interrogator_core.ray import interrogate_dataset
+    from interrogator_core.usage import UsageError
+
+    src = tmp_path / "src.parquet"
+    pq.write_table(pa.table({"id": ["x", "y"], "image": [_png(5), _png(6)]}), str(src))
+    with pytest.raises(UsageError, match=r"2 actors x 1 CPUs .*--actors 1"):
+        interrogate_dataset(src, config, output=tmp_path / "out", actors=2)
+    with pytest.raises(UsageError, match="is a file; give a folder"):
+        interrogate_dataset(src, config, output=src)
+    with pytest.raises(UsageError, match="beside local image files"):
+        interrogate_dataset(src, config, output=tmp_path / "txt", fmt="sidecars")
+    err = _usage_error(capsys, [str(src), "--ray", "--parquet", str(tmp_path / "out"),
+                                *_cli_args(config, small_data_dir)[:-3], "--actors", "2", "--quiet"])
+    assert "--actors 1" in err and "wait forever" in err
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+
+
+def test_parquet_parts_are_few_and_a_crash_resumes_every_row_once(local_ray, config, tmp_path):
+    """Issue 21.8: 200 rows in a handful of part files (not one per block of 4), and a run that lost a part file
+    and left one cut short (a kill mid-write) ends, when run again, with every row exactly once."""
+    from interrogator_core.ray import interrogate_dataset
+
+    src = tmp_path / "many"
+    for i in range(200):
+        sub = src / f"p{i % 2}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"{i:03d}.png").write_bytes(_png(i, 8, 8))
+    cfg = {**config, "mode": "negative"}  # CLIP only: 200 rows stay quick on 2 CPUs
+    out = tmp_path / "out"
+    interrogate_dataset(src, cfg, output=out, actors=1, batch_size=4, rows_per_file=50)
+    sizes = {p: len(_rows_of(p)) for p in sorted(out.glob("*.parquet"))}
+    assert sum(sizes.values()) == 200 and 3 <= len(sizes) <= 6, sizes
+    assert sum(1 for n in sizes.values() if n < 50) <= 1, sizes  # only a run's last part may be short
+    lost, cut = list(sizes)[:2]
+    lost.unlink()
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    again = interrogate_dataset(src, cfg, output=out, actors=1, batch_size=4, rows_per_file=50)
+    assert again.count() == 200
+    assert len(_rows(out)) == 200  # each id once (_rows checks)
+    assert (out / (cut.name + ".incomplete")).is_file()
