@@ -216,7 +216,7 @@ def test_job_begins_and_ends_state_and_takes_queue_lock(webui, images):
         orig_load(models)
 
     host.load = load
-    svc._host = host
+    svc._host = host  # an inside: the service builds its host lazily; this test hands it one that records loads
     r = svc.prompt(images[0])
     assert r.mode == "best" and r.positive
     assert seen and all(seen), "models are used under queue_lock"
@@ -230,7 +230,7 @@ def test_offload_and_state_end_happen_on_error(webui, images):
 
     shared.opts.data["prompt_interrogator_keep_loaded"] = True  # KEEP: only the error path offloads
     host = RecordingHost(svc.host)
-    svc._host = host
+    svc._host = host  # an inside: the service builds its host lazily; this test hands it one that records loads
     svc.prompt(images[0], mode="fast")
     assert svc.interrogator().config.offload is OffloadPolicy.KEEP
     assert host.offloads == [], "KEEP keeps models loaded after a successful call"

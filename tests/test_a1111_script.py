@@ -121,7 +121,7 @@ def test_off_and_api_args(script, images):
     p = FakeP(images[0], prompt="")
     for off in ("Off", "off", None, False):
         s.before_process(p, off, "fast")
-    assert p.prompt == "" and svc._ci is None, "off: no model is even loaded"
+    assert p.prompt == "" and svc._ci is None, "off: no model is even loaded"  # an inside: no interrogator built
     s.before_process(p)  # API request without args for this script
     assert p.prompt == ""
     s.before_process(p, True)  # a bool from an API client: fill

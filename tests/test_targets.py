@@ -445,7 +445,8 @@ def test_whole_numbers_from_widgets_are_converted():
 
 def test_prefix_cache_holds_the_widest_beam_and_its_parents(make_interrogator):
     """A chain step of MAX_BEAM_WIDTH beams computes their prefixes one by one; each must find its parent
-    prefix of the previous step still cached, in any order of parents."""
+    prefix of the previous step still cached, in any order of parents. (An inside of the text encoder: its prefix
+    cache, which no public call shows but whose misses would make every beam step slow.)"""
     text = make_interrogator().main.clip.text
     parents = [torch.tensor([49406, 1000 + i, 267]) for i in range(MAX_BEAM_WIDTH)]
     for p in parents:

@@ -568,3 +568,53 @@ def test_each_caption_family_style_and_flux_sd35_target_through_the_nodes(server
             assert got["clip_g"] == "" and got["negative"] == "", (style, target, got)
         else:
             assert got["clip_g"].strip() and got["negative"].strip(), (style, target, got)
+
+
+# -- issue 19 end to end: today's targets through the real server ----------------------------------------------
+NEW_TARGETS = ["flux2", "qwen-image", "hidream", "z-image", "chroma", "lumina2", "wan", "illustrious", "noobai",
+               "pony"]
+#: Interrogate's outputs by index, and the output each encoder key goes to
+OUTPUTS = ("positive", "negative", "caption", "positive_l", "negative_l", "clip_l", "clip_g", "t5xxl", "llm", "llama")
+OUTPUT_OF_KEY = {"clip_l": "clip_l", "clip_g": "clip_g", "t5": "t5xxl", "llm": "llm", "llama": "llama"}
+
+
+def test_todays_targets_run_end_to_end_through_the_nodes(server: Server, family_folders) -> None:
+    """One loader per new target (its registry CLIP models are the tiny stand-ins family_folders builds), one
+    Interrogate each: every prompt the target reads is in the output named for its encoder input, long-prose ones
+    are the whole caption, the main one is ``positive``, anime targets start with their quality prefix, and a
+    target without a negative returns none."""
+    from interrogator_core import get_target
+
+    wf: Dict[str, Any] = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}}}
+    previews: Dict[str, Dict[str, str]] = {}
+    for k, target in enumerate(NEW_TARGETS):
+        loader, node = str(100 + 20 * k), str(101 + 20 * k)
+        wf[loader] = {"class_type": "PromptInterrogator.Loader",
+                      "inputs": {"clip_model": "tiny-clip", "caption_model": "tiny-blip", "precision": "auto",
+                                 "memory": "host managed", "target": target, "sdxl_dual": False,
+                                 "caption_style": "short", "caption_prompt": "", "trust_remote_code": False}}
+        wf[node] = {"class_type": "PromptInterrogator.Interrogate",
+                    "inputs": {"image": ["1", 0], "interrogator": [loader, 0], "mode": "fast", "min_flavors": 2,
+                               "max_flavors": 4, "negative_count": 4}}
+        previews[target] = {}
+        for index, out in enumerate(OUTPUTS):
+            preview = str(102 + 20 * k + index)
+            wf[preview] = {"class_type": "PreviewAny", "inputs": {"source": [node, index]}}
+            previews[target][out] = preview
+    entry = server.run(wf)
+    for target, ids in previews.items():
+        got = {out: texts(entry, preview)[0] for out, preview in ids.items()}
+        preset = get_target(target)
+        used = {OUTPUT_OF_KEY[e.key] for e in preset.encoders}
+        for e in preset.encoders:
+            out = OUTPUT_OF_KEY[e.key]
+            assert got[out].strip(), (target, out, got)
+            if not e.ranked:
+                assert got[out] == got["caption"], (target, out, "a long-prose encoder reads the whole caption")
+        assert all(got[o] == "" for o in OUTPUT_OF_KEY.values() if o not in used), (target, got)
+        assert got["positive"] == got[OUTPUT_OF_KEY[preset.main_encoder]], (target, got)
+        if preset.quality_prefix:
+            assert got["positive"].startswith(preset.quality_prefix + ", "), (target, got)
+        assert bool(got["negative"]) == preset.negative, (target, got)
+        if preset.negative_base and preset.negative:
+            assert got["negative"].startswith(preset.negative_base), (target, got)
