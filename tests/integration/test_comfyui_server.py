@@ -605,8 +605,8 @@ def test_todays_targets_run_end_to_end_through_the_nodes(server: Server, family_
     for target, ids in previews.items():
         got = {out: texts(entry, preview)[0] for out, preview in ids.items()}
         preset = get_target(target)
-        used = {OUTPUT_OF_KEY[e.key] for e in preset.encoders}
-        for e in preset.encoders:
+        used = {OUTPUT_OF_KEY[e.key] for e in preset.active()}
+        for e in preset.active():
             out = OUTPUT_OF_KEY[e.key]
             assert got[out].strip(), (target, out, got)
             if not e.ranked:
