@@ -474,3 +474,19 @@ def test_settings_min_flavors_never_contradicts_a_requested_max(client, images):
     bad = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast", "max_flavors": 2,
                                                "min_flavors": 3})
     assert bad.status_code == 400 and "min_flavors" in bad.text
+
+
+@pytest.mark.parametrize("target", ["flux2", "qwen-image", "hidream", "z-image", "chroma", "lumina2", "wan",
+                                    "illustrious", "noobai", "pony"])
+def test_each_new_target_through_the_api(target, client, images, registry_clips):
+    """Issue 19: each of today's targets end to end through /interrogator/prompt: ``prompts`` holds the prompt of
+    every encoder the target reads, ``prompt`` the main one."""
+    from interrogator_core import get_target
+
+    c, _, _ = client
+    r = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast", "target": target})
+    assert r.status_code == 200, r.text
+    out, preset = r.json(), get_target(target)
+    assert out["target"] == target and list(out["prompts"]) == preset.prompt_keys()
+    assert out["prompt"] == out["prompts"][preset.main_encoder] and all(out["prompts"].values())
+    assert bool(out["negative_prompt"]) == preset.negative

@@ -134,3 +134,25 @@ def test_cli_prints_and_writes_every_prompt_of_a_new_target(tiny_models, small_d
     with open(old, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     assert [len(r) for r in rows] == [6, 6, 6] and rows[2][0] == "a.png", "appended in the file's own columns"
+
+
+NEW_TARGETS = ["flux2", "qwen-image", "hidream", "z-image", "chroma", "lumina2", "wan", "illustrious", "noobai",
+               "pony"]
+
+
+@pytest.mark.parametrize("target", NEW_TARGETS)
+def test_each_new_target_end_to_end(target, tiny_models, small_data_dir, tmp_path, images, registry_to_tiny):
+    """Issue 19: each of today's targets through the CLI: its prompts by encoder in the jsonl, the main one the
+    positive, long-prose ones the whole caption."""
+    from interrogator_core import get_target
+
+    images[0].save(tmp_path / "a.png")
+    out = tmp_path / "out.jsonl"
+    assert main([str(tmp_path / "a.png"), "--caption-model", str(tiny_models["blip"]), "--cache-dir",
+                 str(tmp_path / "cache"), "--data-dir", str(small_data_dir), "--mode", "fast", "--max-flavors", "6",
+                 "--target", target, "--jsonl", str(out), "--quiet"]) == 0
+    row = json.loads(out.read_text())
+    preset = get_target(target)
+    assert list(row["prompts"]) == preset.prompt_keys() and row["prompt"] == row["prompts"][preset.main_encoder]
+    assert all(row["prompts"][e.key] == row["caption"] for e in preset.active() if not e.ranked)
+    assert bool(row["negative_prompt"]) == preset.negative
