@@ -618,3 +618,51 @@ def test_todays_targets_run_end_to_end_through_the_nodes(server: Server, family_
         assert bool(got["negative"]) == preset.negative, (target, got)
         if preset.negative_base and preset.negative:
             assert got["negative"].startswith(preset.negative_base), (target, got)
+
+
+#: a random CLIP ViT-L/14 text encoder in the layout ComfyUI's CLIPLoader reads (transformers' CLIPTextModel
+#: keys; ComfyUI's sd1 config fixes the sizes, so it is full size: ~250 MB in fp16), built by the server's Python
+BUILD_CLIP_L = r'''
+import sys, torch
+from safetensors.torch import save_file
+from transformers import CLIPTextConfig, CLIPTextModel
+torch.manual_seed(0)
+cfg = CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                     max_position_embeddings=77, vocab_size=49408, projection_dim=768, hidden_act="quick_gelu")
+sd = {k: v.half().contiguous() for k, v in CLIPTextModel(cfg).state_dict().items() if "position_ids" not in k}
+save_file(sd, sys.argv[1])
+'''
+
+
+def test_interrogate_and_encode_feeds_a_real_comfyui_clip(server: Server, family_folders) -> None:
+    """Issue 19.4 in the real server: a random CLIP-L checkpoint through ComfyUI's own CLIPLoader, our Interrogate
+    & Encode (target sd15: the clip_l prompt into the ``l`` stream) gives one CONDITIONING per image, and its
+    strings are the Interrogate node's for the same settings."""
+    folder = server.models.parent / "text_encoders"
+    folder.mkdir(exist_ok=True)
+    path = folder / "pi-random-clip-l.safetensors"
+    python = os.environ.get("COMFYUI_PYTHON") or sys.executable
+    try:
+        built = subprocess.run([python, "-c", BUILD_CLIP_L, str(path)], capture_output=True, text=True, timeout=600)
+        assert built.returncode == 0, built.stderr[-3000:]
+        loader = {"class_type": "PromptInterrogator.Loader",
+                  "inputs": {"clip_model": "tiny-clip", "caption_model": "tiny-blip", "precision": "auto",
+                             "memory": "host managed", "target": "sd15", "sdxl_dual": False,
+                             "caption_style": "short", "caption_prompt": "", "trust_remote_code": False}}
+        settings = {"mode": "fast", "min_flavors": 2, "max_flavors": 4, "negative_count": 4}
+        wf = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+              "2": {"class_type": "CLIPLoader", "inputs": {"clip_name": path.name, "type": "stable_diffusion"}},
+              "3": loader,
+              "4": {"class_type": "PromptInterrogator.InterrogateEncode",
+                    "inputs": {"image": ["1", 0], "interrogator": ["3", 0], "clip": ["2", 0], **settings}},
+              "5": {"class_type": "PreviewAny", "inputs": {"source": ["4", 0]}},
+              "6": {"class_type": "PreviewAny", "inputs": {"source": ["4", 2]}},
+              "7": {"class_type": "PromptInterrogator.Interrogate",
+                    "inputs": {"image": ["1", 0], "interrogator": ["3", 0], **settings}},
+              "8": {"class_type": "PreviewAny", "inputs": {"source": ["7", 5]}}}
+        entry = server.run(wf)
+        cond = texts(entry, "5")
+        assert len(cond) == 1 and "tensor" in cond[0].lower(), cond  # a [[cond, {pooled_output...}]] per image
+        assert texts(entry, "6") == texts(entry, "8") and texts(entry, "6")[0].strip(), "the clip_l prompt"
+    finally:
+        path.unlink(missing_ok=True)
