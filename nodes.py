@@ -209,6 +209,12 @@ def _input(name: str, *, options: Optional[List[str]] = None, default: Any = Non
     return io.String.Input(name, default=value, tooltip=help_text, optional=optional, **kwargs)
 
 
+def _request_inputs() -> List[Any]:
+    """The inputs of one interrogate request (mode, flavor bounds, negative terms, beam width), in this order."""
+    return [_input("mode"), _input("min_flavors"), _input("max_flavors"), _input("negative_count"),
+            _input("beam_width", optional=True)]
+
+
 #: Other names the nodes are found by in ComfyUI's node search (where its ``io.Schema`` takes them).
 SEARCH_ALIASES = ("img2prompt", "caption", "interrogate", "tagger")
 
@@ -324,11 +330,7 @@ class Interrogate(io.ComfyNode):
             "Image → prompt and negative prompt (one per image in the batch).",
             inputs=[
                 *_image_and_interrogator(),
-                _input("mode"),
-                _input("min_flavors"),
-                _input("max_flavors"),
-                _input("negative_count"),
-                _input("beam_width", optional=True),
+                *_request_inputs(),
             ],
             outputs=_strings(
                 ("positive", "prompt per image (plug into CLIP Text Encode; with sdxl_dual: for ViT-bigG, "
@@ -372,11 +374,7 @@ class InterrogateEncode(io.ComfyNode):
                 *_image_and_interrogator(),
                 io.Clip.Input("clip", tooltip="the checkpoint's (or a CLIP loader's) text encoders; pick the "
                                               "loader's target to match them"),
-                _input("mode"),
-                _input("min_flavors"),
-                _input("max_flavors"),
-                _input("negative_count"),
-                _input("beam_width", optional=True),
+                *_request_inputs(),
                 io.Float.Input("guidance", default=3.5, min=0.0, max=100.0, step=0.1, optional=True,
                                tooltip="Flux guidance written into the conditioning, as CLIPTextEncodeFlux does; "
                                        "only for targets that read it (flux, flux2)"),
