@@ -170,7 +170,7 @@ def test_registry_model_finds_clip_interrogator_cache_in_either_offline_layout(l
                                            cache_dir=tmp_path / "seed", data_dir=small_data_dir),
                         StandaloneHost(device="cpu"))
     made.load(caption=False)
-    prefix = cache_file_name(made._get_clip().cache_name, "")[: -len("_.safetensors")]
+    prefix = cache_file_name(made.main.clip.cache_name, "")[: -len("_.safetensors")]
     cache = tmp_path / "cache"
     cache.mkdir()
     for f in (tmp_path / "seed").glob("*.safetensors"):
@@ -187,6 +187,6 @@ def test_registry_model_finds_clip_interrogator_cache_in_either_offline_layout(l
                                            cache_dir=cache, data_dir=small_data_dir), StandaloneHost(device="cpu"))
     calls = count_text_encodes(ours)
     ours.load(caption=False)
-    assert ours._get_clip().cache_name == f"{arch}/tiny"
+    assert ours.main.clip.cache_name == f"{arch}/tiny"
     assert calls[0] == 0
     assert sorted(p.name for p in cache.iterdir()) == theirs  # nothing written under another name
