@@ -190,3 +190,35 @@ def test_registry_model_finds_clip_interrogator_cache_in_either_offline_layout(l
     assert ours.main.clip.cache_name == f"{arch}/tiny"
     assert calls[0] == 0
     assert sorted(p.name for p in cache.iterdir()) == theirs  # nothing written under another name
+
+
+def test_prompts_equal_clip_interrogator_060_for_a_short_caption(tiny_models, small_data_dir, tmp_path, monkeypatch,
+                                                                images):
+    """The flat engine and the head rule change nothing for clip-interrogator's own case (a short caption): classic
+    and fast prompts are the reference's, same model, same lists, same caption. (Best differs on these tiny lists,
+    before and after the redesign alike, by the deliberate differences listed in ``prompts.py``.)"""
+    ci060 = pytest.importorskip("clip_interrogator")
+    import open_clip
+
+    from interrogator_core import Interrogator, InterrogatorConfig, StandaloneHost
+    from interrogator_core.clip import load_clip
+
+    arch = "pi-tiny-0"
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, arch, {"tiny": {}})
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(tiny_models["clip"] / "open_clip_model.safetensors", models / f"{arch}_tiny.safetensors")
+    ours = Interrogator(InterrogatorConfig(clip_model=f"{arch}/tiny", caption_model=None, model_dirs=[models],
+                                           cache_dir=tmp_path / "cache", data_dir=small_data_dir),
+                        StandaloneHost(device="cpu"))
+    clip = load_clip(f"{arch}/tiny", search_dirs=[models])
+    cfg = ci060.Config(clip_model_name=f"{arch}/tiny", caption_model_name=None, cache_path=str(tmp_path / "cache"),
+                       download_cache=False, device="cpu", data_path=str(small_data_dir), quiet=True)
+    cfg.clip_model, cfg.clip_preprocess = clip.module, clip.preprocess
+    theirs = ci060.Interrogator(cfg)
+    caption = "a painting of a red house by the sea"
+    for image in images[:2]:
+        mine = ours.interrogate(image, mode="classic", max_flavors=3, captions=[caption])[0].positive
+        assert mine == theirs.interrogate_classic(image, max_flavors=3, caption=caption)
+        mine = ours.interrogate(image, mode="fast", max_flavors=6, captions=[caption])[0].positive
+        assert mine == theirs.interrogate_fast(image, max_flavors=6, caption=caption)
