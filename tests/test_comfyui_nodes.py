@@ -681,8 +681,10 @@ def test_new_inputs_are_optional_and_last_so_saved_workflows_keep_working(comfy)
     nodes = comfy.nodes
     loader = nodes.InterrogatorLoader.INPUT_TYPES()
     assert list(loader["required"]) == ["clip_model", "caption_model", "precision", "memory"]
+    from interrogator_core.hostapi import TAGGER_SETTINGS
+
     assert list(loader["optional"]) == ["target", "sdxl_dual", "caption_style", "caption_prompt",
-                                        "trust_remote_code"]
+                                        "trust_remote_code", *TAGGER_SETTINGS]
     opts = loader["optional"]["target"][1]
     targets = options(loader["optional"]["target"])
     assert targets == ["sd15", "sd2", "sdxl", "sdxl-tags", "flux", "sd35", "flux2", "qwen-image", "hidream",
