@@ -36,7 +36,8 @@ from comfy_api.latest import ComfyExtension, io
 
 from interrogator_core import (AUTO_STYLE, CUSTOM, NO_CAPTION, SETTINGS, TARGETS, Interrogator, InterrogatorConfig,
                                UnknownNameError, list_caption_models, list_clip_models)
-from interrogator_core.hostapi import all_prompt_keys, token_streams
+from interrogator_core import tagger_options
+from interrogator_core.hostapi import TAGGER_SETTINGS, all_prompt_keys, token_streams
 from interrogator_hosts.comfyui import MEMORY_POLICIES, ComfyHost, encode_text, folder_paths_register, tensor_to_pil
 
 log = logging.getLogger("prompt_interrogator.comfyui")
@@ -147,7 +148,8 @@ def prune_loaders(prompt: Optional[Dict[str, Any]] = None, keep: Optional[str] =
 def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str], precision: str,
                      memory: str, target: str = CUSTOM, sdxl_dual: bool = False,
                      caption_style: Optional[str] = None, caption_prompt: Optional[str] = None,
-                     trust_remote_code: bool = False, prompt: Optional[Dict[str, Any]] = None) -> Interrogator:
+                     trust_remote_code: bool = False, prompt: Optional[Dict[str, Any]] = None,
+                     tagger: Optional[Dict[str, Any]] = None) -> Interrogator:
     """The interrogator for a loader node's widgets: the node's last one reconfigured
     (:meth:`Interrogator.reconfigured` keeps every model that stays), or a new one.
 
@@ -156,7 +158,8 @@ def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str]
     ``trust_remote_code`` go to the caption stage as they are. ``precision`` and
     the memory policy's managed/pinned choice belong to the :class:`ComfyHost`: changing them hands the models
     to a new host. ``prompt``: the running workflow; loader nodes no longer in it are forgotten (see
-    :func:`prune_loaders`).
+    :func:`prune_loaders`). ``tagger``: the image tagger settings by name (``TAGGER_SETTINGS``; missing ones
+    take the table's defaults).
     """
     if memory not in MEMORY_POLICIES:
         raise UnknownNameError("memory policy", memory, MEMORY_POLICIES)
@@ -166,7 +169,8 @@ def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str]
                                 model_dirs=folders, download_dir=folders[0], offload=policy, target=target,
                                 sdxl_dual=bool(sdxl_dual), data_dir=label_dir(folders),
                                 caption_style=caption_style, caption_prompt=caption_prompt or None,
-                                trust_remote_code=bool(trust_remote_code))
+                                trust_remote_code=bool(trust_remote_code),
+                                tagger_options=tagger_options(tagger or {}))
     prune_loaders(prompt, keep=node_id)
     current = _LOADED.get(node_id)
     host = current.host if current is not None else None
@@ -199,8 +203,11 @@ def _input(name: str, *, options: Optional[List[str]] = None, default: Any = Non
     help_text = setting.help_text() + (f". {tooltip}" if tooltip else "")
     value = setting.default_value() if default is None else default
     if setting.type is int:
-        return io.Int.Input(name, default=value, min=int(setting.minimum), max=int(setting.maximum),
-                            tooltip=help_text, optional=optional, **kwargs)
+        bounds = {k: int(v) for k, v in (("min", setting.minimum), ("max", setting.maximum)) if v is not None}
+        return io.Int.Input(name, default=value, tooltip=help_text, optional=optional, **bounds, **kwargs)
+    if setting.type is float:
+        return io.Float.Input(name, default=value, min=setting.minimum, max=setting.maximum, step=0.01,
+                              tooltip=help_text, optional=optional, **kwargs)
     if setting.type is bool:
         return io.Boolean.Input(name, default=value, tooltip=help_text, optional=optional, **kwargs)
     if setting.choices is not None:
@@ -303,6 +310,7 @@ class InterrogatorLoader(io.ComfyNode):
                 _input("caption_style", optional=True),
                 _input("caption_prompt", multiline=True, optional=True),
                 _input("trust_remote_code", optional=True),
+                *[_input(name, optional=True) for name in TAGGER_SETTINGS],  # an image tagger's (caption model)
             ],
             outputs=[InterrogatorType.Output("interrogator", display_name="interrogator")],
             hidden=[io.Hidden.unique_id, io.Hidden.prompt],
@@ -311,13 +319,14 @@ class InterrogatorLoader(io.ComfyNode):
     @classmethod
     def execute(cls, clip_model: str, caption_model: str, precision: str, memory: str, target: str = CUSTOM,
                 sdxl_dual: bool = False, caption_style: str = AUTO_STYLE, caption_prompt: str = "",
-                trust_remote_code: bool = False) -> io.NodeOutput:
+                trust_remote_code: bool = False, **tagger: Any) -> io.NodeOutput:
         hidden = cls.hidden
         node_id = str(hidden.unique_id or "default") if hidden is not None else "default"
         return io.NodeOutput(get_interrogator(
             node_id, clip_model, caption_model, precision, memory, target,
             sdxl_dual, caption_style, caption_prompt, trust_remote_code,
-            prompt=hidden.prompt if hidden is not None else None))
+            prompt=hidden.prompt if hidden is not None else None,
+            tagger={n: v for n, v in tagger.items() if n in TAGGER_SETTINGS}))
 
 
 class Interrogate(io.ComfyNode):

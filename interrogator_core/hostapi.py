@@ -5,7 +5,8 @@ never from the engine's other modules, so the engine's insides can move without 
 
 * Settings: :data:`SETTINGS` / :func:`get_setting` (every user-facing setting with its default, bounds,
   choices and help; build controls from it), :func:`target_help`, :func:`caption_model_value` /
-  :func:`caption_style_value` (``"none"`` / ``"auto"`` → None), :func:`list_clip_model_names`.
+  :func:`caption_style_value` (``"none"`` / ``"auto"`` → None), :func:`list_clip_model_names`,
+  :data:`TAGGER_SETTINGS` (the image tagger's settings; ``interrogator_core.tagger_options`` builds them).
 * Checks before any model loads: :func:`check_request` (a request's numbers and mode),
   :func:`check_model_names` (a CLIP or caption model that cannot work), :func:`parse_dtype` /
   :data:`PRECISIONS` (the precision setting).
@@ -21,11 +22,12 @@ from typing import Any
 from .batch import EXISTING_POLICIES, BatchSummary, BatchWriter, collect_images, run_batch
 from .host import PRECISIONS, parse_dtype
 from .request import Request, check_request, flag, whole_number
-from .settings import (SETTINGS, Setting, caption_model_value, caption_style_value, get_setting,
-                       list_clip_model_names, target_help)
+from .settings import (SETTINGS, TAGGER_SETTINGS, Setting, caption_model_value, caption_style_value,
+                       get_setting, list_clip_model_names, target_help)
 from .targets import CUSTOM, all_prompt_keys, token_streams
 
-__all__ = ["CUSTOM", "EXISTING_POLICIES", "PRECISIONS", "SETTINGS", "BatchSummary", "BatchWriter", "Request",
+__all__ = ["CUSTOM", "EXISTING_POLICIES", "PRECISIONS", "SETTINGS", "TAGGER_SETTINGS", "BatchSummary", "BatchWriter",
+           "Request",
            "Setting", "caption_model_value", "caption_style_value", "check_model_names", "check_request",
            "collect_images", "flag", "get_setting", "list_clip_model_names", "parse_dtype", "run_batch",
            "target_help", "token_streams", "all_prompt_keys", "whole_number"]

@@ -297,12 +297,15 @@ class Interrogator:
 
     def analyze(self, images: Union[ImageInput, Sequence[ImageInput]], top_n: int = 5,
                 tables: Optional[Sequence[str]] = None, with_caption: bool = False) -> List[AnalyzeResult]:
-        """Per image, the ``top_n`` labels of each table with their similarity."""
+        """Per image, the ``top_n`` labels of each table with their similarity (with an image tagger as the
+        caption model and ``with_caption``, also its tags with their scores: ``AnalyzeResult.tags``)."""
         batch = load_images(images)
         if not batch:
             return []
         with self._session():
             caps = self.captions(batch) if with_caption else ["" for _ in batch]
+            tagger = self.captions.model() if with_caption and self.captions.formats_tags() else None
+            tags = tagger.tag(batch, self.config.tagger_options) if tagger else [{} for _ in batch]
             feats = self.main.image_features(batch)
             all_tables = self.main.tables().tables
             names = list(tables) if tables else [n for n in all_tables if n != "negative"]
@@ -311,7 +314,7 @@ class Interrogator:
                     raise UnknownNameError("table", n, all_tables)
             ranked = self.main.top(feats, names, top_n)
             return [AnalyzeResult(caption=caps[i], tables={n: ranked[n][i] for n in names},
-                                  source=describe(im, i)) for i, im in enumerate(batch)]
+                                  source=describe(im, i), tags=tags[i]) for i, im in enumerate(batch)]
 
     def load(self, caption: bool = True, clip: bool = True) -> None:
         """Load models (and label tables) now instead of on first use, every encoder's."""

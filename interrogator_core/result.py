@@ -81,18 +81,29 @@ class RoundTripScore:
 
 @dataclass
 class AnalyzeResult:
-    """Top labels per table for one image: ``tables[name] = [(label, similarity), ...]`` best first."""
+    """Top labels per table for one image: ``tables[name] = [(label, similarity), ...]`` best first.
+
+    ``tags``: with an image tagger as the caption model (and ``with_caption``), its tags with their scores by
+    category, ``{"character": {tag: score}, "general": {...}, "rating": {...}}``: the prompt's tags in prompt
+    order (as written in it) and every rating's score (see :meth:`~interrogator_core.tagger.Tagger.tag`); {}
+    otherwise.
+    """
 
     tables: Dict[str, List[Tuple[str, float]]]
     caption: str = ""
     source: Optional[str] = None
+    tags: Dict[str, Dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"caption": self.caption, "source": self.source,
-                "tables": {k: [{"label": l, "similarity": s} for l, s in v] for k, v in self.tables.items()}}
+                "tables": {k: [{"label": l, "similarity": s} for l, s in v] for k, v in self.tables.items()},
+                "tags": {k: dict(v) for k, v in self.tags.items()}}
 
     def to_text(self) -> str:
         lines = [f"caption: {self.caption}"] if self.caption else []
+        for category, scores in self.tags.items():
+            lines.append(f"tags ({category}):")
+            lines.extend(f"  {s:.4f}  {t}" for t, s in scores.items())
         for name, pairs in self.tables.items():
             lines.append(f"{name}:")
             lines.extend(f"  {s:.4f}  {l}" for l, s in pairs)

@@ -14,7 +14,9 @@ Routes (mounted by ``on_app_started``; every call that uses a model runs under A
 * ``POST /interrogator/score`` — round trip: ``image`` and a ``regenerated`` image and/or a ``prompt`` →
   ``image_similarity``, ``prompt_similarity`` (CLIP cosines);
 * ``POST /interrogator/analyze`` — top labels per table (clip-interrogator-ext's ``medium``/``artist``/...
-  keys, plus ``tables``);
+  keys, plus ``tables``; with ``with_caption`` and an image tagger as the caption model, ``tags``: its tags with
+  their scores by category); prompt and analyze take the image tagger settings (``general_threshold``, ...,
+  ``max_tags``) as optional fields;
 * ``POST /interrogator/unload`` — free the models.
 
 Bad input gives 4xx with a message: 400 (not base64, not an image, unknown name, bad value), 413 (image too
@@ -39,6 +41,8 @@ from pydantic import BaseModel, Field
 from interrogator_core import (AUTO_STYLE, MAX_PIXELS, NO_CAPTION, SETTINGS, DeviceOutOfMemoryError, InterrogatorError,
                                Interrupted, ModelLoadError, ModelNotFoundError, list_caption_models,
                                list_caption_styles, list_clip_models, list_modes, list_targets)
+
+from interrogator_core.hostapi import TAGGER_SETTINGS
 
 from .a1111_service import InterrogatorService, get_service
 
@@ -86,7 +90,26 @@ class _TargetRequest(_ImageRequest):
                     "clip_model_name is given, else the settings' default target.")
 
 
-class InterrogatorPromptRequest(_TargetRequest):
+class _TaggerRequest(BaseModel):
+    """The image tagger settings (a WD v3 tagger as the caption model); None: the settings page's value."""
+
+    general_threshold: Optional[float] = _field("general_threshold", "Default: the settings'.")
+    character_threshold: Optional[float] = _field("character_threshold", "Default: the settings'.")
+    include_rating: Optional[bool] = _field("include_rating", "Default: the settings'.")
+    character_first: Optional[bool] = _field("character_first", "Default: the settings'.")
+    replace_underscores: Optional[bool] = _field("replace_underscores", "Default: the settings'.")
+    escape_parentheses: Optional[bool] = _field("escape_parentheses", "Default: the settings'.")
+    exclude: Optional[str] = _field("exclude", "Comma-separated tags never written; default: the settings'.")
+    always_first: Optional[str] = _field("always_first", "Comma-separated tags put first when found; default: "
+                                                         "the settings'.")
+    max_tags: Optional[int] = _field("max_tags", "Most tags (0: no limit); default: the settings'.")
+
+    def tagger(self) -> Dict[str, Any]:
+        """The tagger fields by setting name (None: the settings page's)."""
+        return {name: getattr(self, name) for name in TAGGER_SETTINGS}
+
+
+class InterrogatorPromptRequest(_TaggerRequest, _TargetRequest):
     """Body of ``/interrogator/prompt`` (a superset of clip-interrogator-ext's)."""
 
     mode: Optional[str] = _field("mode", "Default: the settings'.", title="Mode")
@@ -116,7 +139,7 @@ class InterrogatorScoreRequest(_TargetRequest):
     prompt: Optional[str] = Field(default=None, description="A prompt to score against the image.")
 
 
-class InterrogatorAnalyzeRequest(_ImageRequest):
+class InterrogatorAnalyzeRequest(_TaggerRequest, _ImageRequest):
     """Body of ``/interrogator/analyze`` (a superset of clip-interrogator-ext's)."""
 
     top_n: int = _field("top_n", "Labels per table.", default=SETTINGS["top_n"].default)
@@ -277,7 +300,7 @@ def mount(app: FastAPI, service: Optional[InterrogatorService] = None,
         service_ = svc()
         try:
             cfg = service_.config_for(req.clip_model_name, req.caption_model_name, req.target, req.sdxl_dual,
-                                      req.caption_style, req.caption_prompt)
+                                      req.caption_style, req.caption_prompt, tagger=req.tagger())
         except Exception as e:
             raise http_error(e) from e
         image = decode_image(req.image, max_bytes())
@@ -287,7 +310,7 @@ def mount(app: FastAPI, service: Optional[InterrogatorService] = None,
                                      max_flavors=req.max_flavors, negative_count=req.negative_count,
                                      caption=req.caption, target=req.target, beam_width=req.beam_width,
                                      sdxl_dual=req.sdxl_dual, caption_style=req.caption_style,
-                                     caption_prompt=req.caption_prompt)
+                                     caption_prompt=req.caption_prompt, tagger=req.tagger())
         except Exception as e:
             log.warning("/interrogator/prompt failed: %s", e)
             raise http_error(e) from e
@@ -324,7 +347,8 @@ def mount(app: FastAPI, service: Optional[InterrogatorService] = None,
         image = decode_image(req.image, max_bytes())
         try:
             result = svc().analyze(image, clip_model=req.clip_model_name, caption_model=req.caption_model_name,
-                                   top_n=req.top_n, tables=req.tables, with_caption=req.with_caption)
+                                   top_n=req.top_n, tables=req.tables, with_caption=req.with_caption,
+                                   tagger=req.tagger())
         except Exception as e:
             log.warning("/interrogator/analyze failed: %s", e)
             raise http_error(e) from e

@@ -7,10 +7,10 @@ import logging
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
 
 from interrogator_core import (CUSTOM, AnalyzeResult, InterrogationResult, Interrogator, InterrogatorConfig,
-                               OffloadPolicy, RoundTripScore)
+                               OffloadPolicy, RoundTripScore, tagger_options)
 from interrogator_core.hostapi import (BatchSummary, BatchWriter, caption_style_value, check_model_names,
                                        check_request, collect_images, run_batch)
 
@@ -64,9 +64,11 @@ class InterrogatorService:
 
     def config_for(self, clip_model: Optional[str] = None, caption_model: Optional[str] = None,
                    target: Optional[str] = None, sdxl_dual: bool = False, caption_style: Optional[str] = None,
-                   caption_prompt: Optional[str] = None) -> InterrogatorConfig:
+                   caption_prompt: Optional[str] = None, *,
+                   tagger: Optional[Mapping[str, Any]] = None) -> InterrogatorConfig:
         """The engine configuration for a call with these arguments (None: the settings' values; a caption
-        style ``auto`` or "": the target's default; an empty ``caption_prompt``: the style's own instruction).
+        style ``auto`` or "": the target's default; an empty ``caption_prompt``: the style's own instruction;
+        ``tagger``: image tagger settings by name that replace the settings page's, None values ignored).
 
         The only host policy here is which defaults apply: with no ``target``, a ``clip_model`` named in the
         call means target ``custom`` (an explicit CLIP model wins over the settings' default target). The core
@@ -84,7 +86,9 @@ class InterrogatorService:
                    target=target, sdxl_dual=bool(sdxl_dual),
                    caption_style=s.caption_style if caption_style is None else caption_style_value(caption_style),
                    caption_prompt=s.caption_prompt if caption_prompt is None else (caption_prompt.strip() or None),
-                   trust_remote_code=s.trust_remote_code)
+                   trust_remote_code=s.trust_remote_code,
+                   tagger_options=tagger_options({**s.tagger_values(),
+                                                  **{k: v for k, v in (tagger or {}).items() if v is not None}}))
         cfg.update(self._overrides)
         return InterrogatorConfig(**cfg)
 
@@ -97,11 +101,13 @@ class InterrogatorService:
 
     def interrogator(self, clip_model: Optional[str] = None, caption_model: Optional[str] = None,
                      target: Optional[str] = None, sdxl_dual: bool = False, caption_style: Optional[str] = None,
-                     caption_prompt: Optional[str] = None) -> Interrogator:
+                     caption_prompt: Optional[str] = None, *,
+                     tagger: Optional[Mapping[str, Any]] = None) -> Interrogator:
         """The engine for these models (see :meth:`config_for`). A change goes through
         :meth:`Interrogator.reconfigured`, which keeps the models that stay (e.g. the caption model when only
         CLIP changes) and unloads the rest."""
-        cfg = self.config_for(clip_model, caption_model, target, sdxl_dual, caption_style, caption_prompt)
+        cfg = self.config_for(clip_model, caption_model, target, sdxl_dual, caption_style, caption_prompt,
+                              tagger=tagger)
         self.check_names(cfg)
         with self._lock:
             self._ci = Interrogator(cfg, host=self.host) if self._ci is None else self._ci.reconfigured(cfg)
@@ -166,7 +172,8 @@ class InterrogatorService:
                max_flavors: Optional[int] = None, negative_count: Optional[int] = None,
                caption: Optional[str] = None, target: Optional[str] = None, beam_width: Optional[int] = None,
                sdxl_dual: bool = False, caption_style: Optional[str] = None, caption_prompt: Optional[str] = None,
-               lock: bool = True, own_state: bool = True) -> InterrogationResult:
+               lock: bool = True, own_state: bool = True,
+               tagger: Optional[Mapping[str, Any]] = None) -> InterrogationResult:
         """Image → the target's prompts (``positive``/``negative``, ``prompts`` by encoder, ``notes``) and the
         caption; None arguments take the settings' values (see :meth:`config_for`)."""
         s = self.settings()
@@ -175,7 +182,8 @@ class InterrogatorService:
             s.negative_count if negative_count is None else negative_count,
             s.beam_width if beam_width is None else beam_width, min_default=s.min_flavors)
         with self.job("interrogate", lock=lock, own_state=own_state):
-            ci = self.interrogator(clip_model, caption_model, target, sdxl_dual, caption_style, caption_prompt)
+            ci = self.interrogator(clip_model, caption_model, target, sdxl_dual, caption_style, caption_prompt,
+                                   tagger=tagger)
             return ci.interrogate([image], mode=mode, min_flavors=min_flavors, max_flavors=max_flavors,
                                   negative_count=negative_count, captions=None if caption is None else [caption],
                                   beam_width=beam_width)[0]
@@ -192,10 +200,11 @@ class InterrogatorService:
 
     def analyze(self, image, *, clip_model: Optional[str] = None, caption_model: Optional[str] = None,
                 top_n: int = 5, tables: Optional[Sequence[str]] = None, with_caption: bool = False,
-                lock: bool = True) -> AnalyzeResult:
-        """Top ``top_n`` labels of each table with their similarity."""
+                lock: bool = True, tagger: Optional[Mapping[str, Any]] = None) -> AnalyzeResult:
+        """Top ``top_n`` labels of each table with their similarity (with ``with_caption`` and an image tagger
+        as the caption model, also its tags with their scores)."""
         with self.job("interrogator analyze", lock=lock):
-            ci = self.interrogator(clip_model, caption_model if with_caption else None)
+            ci = self.interrogator(clip_model, caption_model if with_caption else None, tagger=tagger)
             return ci.analyze([image], top_n=int(top_n), tables=list(tables) if tables else None,
                               with_caption=with_caption)[0]
 
@@ -204,7 +213,8 @@ class InterrogatorService:
               clip_model: Optional[str] = None, caption_model: Optional[str] = None,
               min_flavors: Optional[int] = None, max_flavors: Optional[int] = None,
               negative_count: Optional[int] = None,
-              on_progress: Optional[Callable[[int, int, str], None]] = None) -> BatchSummary:
+              on_progress: Optional[Callable[[int, int, str], None]] = None,
+              tagger: Optional[Mapping[str, Any]] = None) -> BatchSummary:
         """Interrogate every image of ``folder`` (see :func:`interrogator_core.hostapi.run_batch`)."""
         from modules import shared
 
@@ -232,7 +242,7 @@ class InterrogatorService:
             if state is not None:
                 state.job_count = len(images)
             try:
-                ci = self.interrogator(clip_model, caption_model)
+                ci = self.interrogator(clip_model, caption_model, tagger=tagger)
                 if tqdm is not None:
                     tqdm.updateTotal(len(writer.pending(images)))
                 summary = run_batch(

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Dict, List, Optional
 
 from interrogator_core import AUTO_STYLE, MAX_BEAM_WIDTH, NO_CAPTION, SETTINGS  # noqa: F401 (re-exported)
-from interrogator_core.hostapi import caption_style_value, list_clip_model_names, target_help
+from interrogator_core.hostapi import TAGGER_SETTINGS, caption_style_value, list_clip_model_names, target_help
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def _from_table(name: str, label: str, component: Optional[str] = None, *, store
 
     args: Any = None
     if component == "Slider":
-        args = {"minimum": setting.minimum, "maximum": setting.maximum, "step": 1}
+        args = {"minimum": setting.minimum, "maximum": setting.maximum, "step": 0.01 if setting.type is float else 1}
     elif setting.choices is not None and component is not None:
         args = lambda: {"choices": clip_model_choices() if name == "clip_model" else setting.options()}  # noqa: E731
     return _option(setting.parse(shown), label, parse, component, args, info=setting.help_text, stored=shown)
@@ -169,6 +169,21 @@ class Settings:
     target: str = _from_table("target", "Default target model (picks the CLIP model; custom: the default CLIP "
                                         "model above)", "Dropdown")
     beam_width: int = _from_table("beam_width", "Default beam width", "Slider")
+    # image taggers (a WD v3 tagger folder as the caption model): the table's TAGGER_SETTINGS
+    general_threshold: float = _from_table("general_threshold", "Tagger: general tag threshold", "Slider")
+    character_threshold: float = _from_table("character_threshold", "Tagger: character tag threshold", "Slider")
+    include_rating: bool = _from_table("include_rating", "Tagger: rating tag first")
+    character_first: bool = _from_table("character_first", "Tagger: character tags first")
+    replace_underscores: bool = _from_table("replace_underscores", "Tagger: underscores to spaces")
+    escape_parentheses: bool = _from_table("escape_parentheses", "Tagger: escape parentheses")
+    exclude: str = _from_table("exclude", "Tagger: tags never written (comma-separated)", "Textbox")
+    always_first: str = _from_table("always_first", "Tagger: tags put first when found (comma-separated)",
+                                    "Textbox")
+    max_tags: int = _from_table("max_tags", "Tagger: most tags (0: no limit)", "Number")
+
+    def tagger_values(self) -> Dict[str, Any]:
+        """The tagger settings of this page by name (for ``interrogator_core.tagger_options``)."""
+        return {name: getattr(self, name) for name in TAGGER_SETTINGS}
 
 
 #: Settings page defaults (keys without the ``prompt_interrogator_`` prefix), as stored on the page.

@@ -490,3 +490,40 @@ def test_each_new_target_through_the_api(target, client, images, registry_clips)
     assert out["target"] == target and list(out["prompts"]) == preset.prompt_keys()
     assert out["prompt"] == out["prompts"][preset.main_encoder] and all(out["prompts"].values())
     assert bool(out["negative_prompt"]) == preset.negative
+
+
+# -- image taggers: the settings page's tagger options, per-request fields, Analyze's tags ------------------------
+@pytest.fixture
+def tagger_folder(tmp_path):
+    import math
+
+    from interrogator_core.testing import TINY_TAGS, make_tiny_tagger
+
+    scores = {"1girl": 0.95, "solo": 0.9, "long_hair": 0.6, "hatsune_miku": 0.92}
+    return make_tiny_tagger(tmp_path / "tiny-tagger", head_bias=[
+        math.log(p / (1 - p)) for p in (scores.get(name, 0.1) for name, _ in TINY_TAGS)])
+
+
+def test_tagger_settings_page_and_request_fields_reach_the_tags(client, images, tagger_folder):
+    from interrogator_hosts import a1111
+
+    c, shared, _ = client
+    body = {"image": png_b64(images[0]), "mode": "caption", "caption_model_name": str(tagger_folder)}
+    r = c.post("/interrogator/prompt", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["caption"] == "hatsune miku, 1girl, solo, long hair"  # the table's defaults
+    shared.opts.data[a1111.OPT_PREFIX + "exclude"] = "long_hair"  # the settings page
+    shared.opts.data[a1111.OPT_PREFIX + "character_first"] = False
+    assert c.post("/interrogator/prompt", json=body).json()["caption"] == "1girl, hatsune miku, solo"
+    # a request's fields win over the page's
+    out = c.post("/interrogator/prompt", json={**body, "exclude": "", "max_tags": 2}).json()
+    assert out["caption"] == "1girl, hatsune miku"
+    assert c.post("/interrogator/prompt", json={**body, "general_threshold": 1.5}).status_code == 422
+
+    r = c.post("/interrogator/analyze", json={"image": png_b64(images[0]), "top_n": 2, "with_caption": True,
+                                              "caption_model_name": str(tagger_folder)})
+    assert r.status_code == 200, r.text
+    tags = r.json()["tags"]
+    assert list(tags["character"]) == ["hatsune miku"] and list(tags["general"]) == ["1girl", "solo"]
+    assert tags["general"]["solo"] == pytest.approx(0.9, abs=1e-5) and "rating" in tags
+    assert len(r.json()["medium"]) == 2  # the CLIP tables stay

@@ -296,7 +296,11 @@ def test_every_setting_is_registered_and_read_back_typed(webui):
     stored = {"clip_model": " ViT-B-32/openai ", "caption_model": "blip-base", "mode": "fast", "min_flavors": 3.0,
               "max_flavors": 5.0, "negative_count": 2.0, "keep_loaded": True, "cache_dir": "/tmp/x",
               "replace_builtin": True, "api_max_mb": 7, "target": "sd15", "beam_width": 2.0,
-              "caption_style": "tags", "caption_prompt": "  List the objects.  ", "trust_remote_code": True}
+              "caption_style": "tags", "caption_prompt": "  List the objects.  ", "trust_remote_code": True,
+              # the image tagger's (Number and Slider values come back as floats)
+              "general_threshold": 0.5, "character_threshold": 0.9, "include_rating": True, "character_first": False,
+              "replace_underscores": False, "escape_parentheses": False, "exclude": " a_b, c ", "always_first": "x",
+              "max_tags": 3.0}
     assert set(stored) == set(names), "extend this test when a setting is added"
     for key, value in stored.items():
         shared.opts.data[a1111.OPT_PREFIX + key] = value
@@ -307,6 +311,11 @@ def test_every_setting_is_registered_and_read_back_typed(webui):
     assert s.keep_loaded is True and s.replace_builtin is True and s.api_max_mb == 7.0
     assert s.cache_dir == "/tmp/x" and s.target == "sd15"
     assert (s.caption_style, s.caption_prompt, s.trust_remote_code) == ("tags", "List the objects.", True)
+    from interrogator_core import TaggerOptions, tagger_options
+
+    assert type(s.max_tags) is int and tagger_options(s.tagger_values()) == TaggerOptions(
+        general_threshold=0.5, character_threshold=0.9, include_rating=True, character_first=False,
+        replace_underscores=False, escape_parentheses=False, exclude=("a_b", "c"), always_first=("x",), max_tags=3)
     shared.opts.data.update({a1111.OPT_PREFIX + "caption_style": "auto", a1111.OPT_PREFIX + "caption_prompt": ""})
     s = a1111.read_settings()
     assert (s.caption_style, s.caption_prompt) == (None, None), "auto / empty: the target's own style"

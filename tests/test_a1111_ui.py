@@ -371,3 +371,25 @@ def test_tab_has_caption_style_instruction_and_prompts_box(webui):
     caption_choices = [x if isinstance(x, str) else x[0] for x in c["prompt_interrogator_prompt_caption"].choices]
     assert caption_choices == list_caption_models() + ["none"] and "qwen3-vl-2b" in caption_choices
     assert "prompt_interrogator_caption_prompt" in c and "prompt_interrogator_prompts" in c
+
+
+# -- image taggers: the Batch tab and the Analyze tab with a tagger folder as the caption model --------------------
+def test_batch_and_analyze_tabs_with_a_tagger(callbacks, folder, images, tmp_path):
+    import math
+
+    from interrogator_hosts import a1111
+    from interrogator_core.testing import TINY_TAGS, make_tiny_tagger
+
+    cb, shared, svc = callbacks
+    scores = {"1girl": 0.95, "solo": 0.9, "long_hair": 0.6, "hatsune_miku": 0.92}
+    tagger = make_tiny_tagger(tmp_path / "tiny-tagger", head_bias=[
+        math.log(p / (1 - p)) for p in (scores.get(name, 0.1) for name, _ in TINY_TAGS)])
+    shared.opts.data[a1111.OPT_PREFIX + "exclude"] = "long hair"  # the settings page's tagger options apply
+    text = cb.batch(str(folder), True, "txt", "overwrite", True, "caption", svc.settings().clip_model, str(tagger),
+                    2, 4, 3)
+    assert text.startswith("3 written, 0 skipped, 1 failed of 4 images"), text
+    for sidecar in (folder / "a.txt", folder / "b.txt", folder / "sub" / "c.txt"):
+        assert sidecar.read_text().strip() == "hatsune miku, 1girl, solo"
+    out = cb.analyze(images[1], svc.settings().clip_model, 2, True, str(tagger))
+    text, status = out[-2], out[-1]
+    assert status == "Done." and "tags (character):\n  0.9200  hatsune miku" in text and "long hair" not in text

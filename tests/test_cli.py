@@ -156,3 +156,23 @@ def test_each_new_target_end_to_end(target, tiny_models, small_data_dir, tmp_pat
     assert list(row["prompts"]) == preset.prompt_keys() and row["prompt"] == row["prompts"][preset.main_encoder]
     assert all(row["prompts"][e.key] == row["caption"] for e in preset.active() if not e.ranked)
     assert bool(row["negative_prompt"]) == preset.negative
+
+
+def test_analyze_with_a_tagger_prints_the_tags_with_scores(tiny_models, small_data_dir, tmp_path, images, capsys):
+    import math
+
+    from interrogator_core.testing import TINY_TAGS, make_tiny_tagger
+
+    scores = {"1girl": 0.95, "solo": 0.9, "long_hair": 0.6, "hatsune_miku": 0.92}
+    tagger = make_tiny_tagger(tmp_path / "tiny-tagger", head_bias=[
+        math.log(p / (1 - p)) for p in (scores.get(name, 0.1) for name, _ in TINY_TAGS)])
+    images[0].save(tmp_path / "a.png")
+    args = ["--clip-model", str(tiny_models["clip"]), "--caption-model", str(tagger), "--cache-dir",
+            str(tmp_path / "cache"), "--data-dir", str(small_data_dir), "--quiet", "--mode", "analyze", "--top", "2",
+            "--exclude-tags", "solo", "--jsonl", str(tmp_path / "out.jsonl"), str(tmp_path / "a.png")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "caption: hatsune miku, 1girl, long hair" in out
+    assert "tags (character):\n  0.9200  hatsune miku\ntags (general):\n  0.9500  1girl\n  0.6000  long hair" in out
+    row = json.loads((tmp_path / "out.jsonl").read_text())
+    assert list(row["tags"]["general"]) == ["1girl", "long hair"] and "rating" in row["tags"]

@@ -681,8 +681,10 @@ def test_new_inputs_are_optional_and_last_so_saved_workflows_keep_working(comfy)
     nodes = comfy.nodes
     loader = nodes.InterrogatorLoader.INPUT_TYPES()
     assert list(loader["required"]) == ["clip_model", "caption_model", "precision", "memory"]
+    from interrogator_core.hostapi import TAGGER_SETTINGS
+
     assert list(loader["optional"]) == ["target", "sdxl_dual", "caption_style", "caption_prompt",
-                                        "trust_remote_code"]
+                                        "trust_remote_code", *TAGGER_SETTINGS]
     opts = loader["optional"]["target"][1]
     targets = options(loader["optional"]["target"])
     assert targets == ["sd15", "sd2", "sdxl", "sdxl-tags", "flux", "sd35", "flux2", "qwen-image", "hidream",
@@ -1004,3 +1006,28 @@ def test_interrogate_encode_node_conditions_the_clip_with_the_engines_prompts(co
                                                   negative_count=3)
     assert streams_of(cond) == {"l": [text]} and streams_of(ncond) == {"l": [ntext]} and ntext
     assert "guidance" not in cond[0][1], "guidance only for the targets that read it"
+
+
+# -- image taggers: the loader's tagger inputs, Analyze's tags --------------------------------------------------
+def test_tagger_inputs_reach_the_engine_and_analyze_shows_the_tags(comfy):
+    import math
+
+    from interrogator_core import TaggerOptions
+    from interrogator_core.testing import TINY_TAGS, make_tiny_tagger
+
+    scores = {"1girl": 0.95, "solo": 0.9, "long_hair": 0.6, "smile": 0.3, "hatsune_miku": 0.92}
+    make_tiny_tagger(comfy.folder / "tiny-tagger", head_bias=[
+        math.log(p / (1 - p)) for p in (scores.get(name, 0.1) for name, _ in TINY_TAGS)])
+    assert "tiny-tagger" in options(comfy.nodes.InterrogatorLoader.INPUT_TYPES()["required"]["caption_model"])
+    old = load(comfy, caption="tiny-tagger")  # a workflow saved before the tagger inputs: the defaults
+    assert old.config.tagger_options == TaggerOptions()
+    it = load(comfy, caption="tiny-tagger", general_threshold=0.25, exclude="long hair", max_tags=3,
+              character_first=False)
+    assert it.config.tagger_options == TaggerOptions(general_threshold=0.25, exclude=("long hair",), max_tags=3,
+                                                     character_first=False)
+    (captions,) = caption(comfy, image_batch(2), it)
+    assert captions == ["1girl, hatsune miku, solo"] * 2  # all by score, long hair excluded, 3 at most
+    (texts,) = analyze(comfy, image_batch(1), it, 2, True)
+    assert "tags (character):\n  0.9200  hatsune miku" in texts[0]
+    assert "tags (general):\n  0.9500  1girl\n  0.9000  solo" in texts[0] and "long hair" not in texts[0]
+    assert "tags (rating):" in texts[0] and "flavors:" in texts[0]

@@ -443,3 +443,26 @@ def test_parquet_parts_are_few_and_a_crash_resumes_every_row_once(local_ray, con
     assert again.count() == 200
     assert len(_rows(out)) == 200  # each id once (_rows checks)
     assert (out / (cut.name + ".incomplete")).is_file()
+
+
+def test_a_tagger_through_ray_gives_the_engines_tag_rows(local_ray, config, folder, tmp_path):
+    """Issue 20.5: an image tagger folder as the caption model of a Ray run, with its options (excluded tags
+    gone), gives the single-process engine's rows."""
+    import math
+
+    from interrogator_core import TaggerOptions
+    from interrogator_core.ray import interrogate_dataset
+    from interrogator_core.testing import TINY_TAGS, make_tiny_tagger
+
+    scores = {"1girl": 0.95, "solo": 0.9, "long_hair": 0.6, "hatsune_miku": 0.92}
+    tagger = make_tiny_tagger(tmp_path / "tagger", head_bias=[
+        math.log(p / (1 - p)) for p in (scores.get(name, 0.1) for name, _ in TINY_TAGS)])
+    config = {**config, "caption_model": str(tagger), "tagger_options": TaggerOptions(exclude="long_hair")}
+    out = tmp_path / "out"
+    interrogate_dataset(folder, config, output=out, actors=1, cpus_per_actor=0.5, batch_size=3)
+    rows = _rows(out)
+    expected = _engine_rows(config, {k: folder / k for k in rows if "corrupt" not in k})
+    assert len(expected) == 6
+    for k, exp in expected.items():
+        _same(rows[k], exp)
+        assert rows[k]["caption"] == "hatsune miku, 1girl, solo" and rows[k]["positive"].startswith("hatsune miku")

@@ -132,7 +132,7 @@ def comfy_problems(nodes: ModuleType, table: Mapping[str, Setting]) -> List[str]
             if name not in table:
                 continue
             seen.add(name)
-            if kind == "INT":
+            if kind in ("INT", "FLOAT"):
                 problems += _compare("comfyui", name, table, default=opts.get("default"), minimum=opts.get("min"),
                                      maximum=opts.get("max"))
             elif kind == "COMBO":
@@ -143,7 +143,7 @@ def comfy_problems(nodes: ModuleType, table: Mapping[str, Setting]) -> List[str]
                 problems.append(f"comfyui {name}: tooltip is not the table's help")
     expected = {"mode", "min_flavors", "max_flavors", "negative_count", "beam_width", "target", "clip_model",
                 "caption_model", "caption_style", "caption_prompt", "trust_remote_code", "sdxl_dual", "precision",
-                "top_n", "with_caption"}
+                "top_n", "with_caption", *TAGGER_SETTINGS}
     if seen != expected:
         problems.append(f"comfyui shows {sorted(seen)}, expected {sorted(expected)}")
     return problems
@@ -179,7 +179,7 @@ def test_a1111_settings_page_matches_the_table(webui):
 
     shown = {k[len(a1111.OPT_PREFIX):] for k in shared.opts.data_labels if k.startswith(a1111.OPT_PREFIX)}
     assert {"mode", "min_flavors", "max_flavors", "negative_count", "beam_width", "target", "clip_model",
-            "caption_model", "caption_style", "caption_prompt", "trust_remote_code"} <= shown
+            "caption_model", "caption_style", "caption_prompt", "trust_remote_code", *TAGGER_SETTINGS} <= shown
 
 
 def a1111_tab_problems(tab: Any, table: Mapping[str, Setting]) -> List[str]:
@@ -273,7 +273,8 @@ def test_a1111_api_models_match_the_table():
     from interrogator_hosts import a1111_api
 
     assert {"mode", "min_flavors", "max_flavors", "negative_count", "beam_width", "target", "caption_style",
-            "sdxl_dual"} <= set(_field_names(a1111_api.InterrogatorPromptRequest))
+            "sdxl_dual", *TAGGER_SETTINGS} <= set(_field_names(a1111_api.InterrogatorPromptRequest))
+    assert set(TAGGER_SETTINGS) <= set(_field_names(a1111_api.InterrogatorAnalyzeRequest))
 
 
 # -- CLI ----------------------------------------------------------------------------------------------------------

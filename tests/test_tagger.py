@@ -321,3 +321,62 @@ def test_a_tagger_with_a_prose_target_is_a_clear_error(known_tagger_dir, make_in
     ci = make_interrogator(target="flux", caption_model=str(known_tagger_dir))
     with pytest.raises(InterrogatorError, match=r"image tagger.*flux reads prose in t5"):
         ci.interrogate(images[:1], mode="fast")
+
+
+# -- Analyze: the tags with their scores ---------------------------------------------------------------------------
+def test_analyze_shows_the_tags_with_their_scores(known_tagger_dir, make_interrogator, images):
+    from interrogator_core import TaggerOptions
+
+    ci = make_interrogator(caption_model=str(known_tagger_dir), tagger_options=TaggerOptions(exclude="long_hair"))
+    r = ci.analyze(images[:1], top_n=2, with_caption=True)[0]
+    assert list(r.tags) == ["character", "general", "rating"]
+    assert list(r.tags["character"]) == ["hatsune miku"]
+    assert list(r.tags["general"]) == ["1girl", "solo", "^_^", "hat \\(object\\)"]  # long hair excluded
+    assert r.tags["general"]["solo"] == pytest.approx(KNOWN["solo"], abs=1e-5)
+    assert list(r.tags["rating"]) == ["sensitive", "questionable", "general", "explicit"]
+    assert r.caption and r.tables  # the CLIP tables stay
+    text = r.to_text()
+    assert "tags (character):" in text and "0.9200  hatsune miku" in text and "0.9500  1girl" in text
+    assert r.to_dict()["tags"] == r.tags
+    # without a caption the tagger is not run; a sentence caption model has no tags
+    assert ci.analyze(images[:1], top_n=2)[0].tags == {}
+    assert make_interrogator().analyze(images[:1], top_n=2, with_caption=True)[0].tags == {}
+
+
+# -- taggers through the folder batch: sidecars, jsonl/csv, resume ---------------------------------------------------
+@pytest.mark.parametrize("output", ["txt", "jsonl", "csv"])
+def test_folder_batch_with_a_tagger(output, known_tagger_dir, make_interrogator, images, tmp_path, registry_to_tiny):
+    import csv as csv_module
+
+    from interrogator_core import TaggerOptions, get_target
+    from interrogator_core.batch import BatchWriter, collect_images, run_batch
+
+    root = tmp_path / "imgs"
+    root.mkdir()
+    for i, im in enumerate(images):
+        im.save(root / f"{i}.png")
+    ci = make_interrogator(target="illustrious", caption_model=str(known_tagger_dir),
+                           tagger_options=TaggerOptions(exclude="long_hair"))
+    head = f"{get_target('illustrious').quality_prefix}, 1girl, solo, hatsune miku, ^_^, hat \\(object\\), "
+    files = collect_images([root])
+    # a first run stops after one image (as an interrupt would); the second resumes with the rest
+    writer = BatchWriter(root, output=output)
+    first = run_batch(ci, files[:1], writer, mode="fast", max_flavors=8, min_flavors=2)
+    writer.close()  # not complete: the journal stays
+    assert first.written == 1
+    writer = BatchWriter(root, output=output, resume=True)
+    second = run_batch(ci, files, writer, mode="fast", max_flavors=8, min_flavors=2)
+    assert (second.written, second.skipped) == (2, 1)
+    if output == "txt":
+        prompts = [(root / f"{i}.txt").read_text().strip() for i in range(3)]
+    elif output == "jsonl":
+        rows = [json.loads(line) for line in (root / "prompts.jsonl").read_text().splitlines()]
+        assert sorted(r["file"] for r in rows) == ["0.png", "1.png", "2.png"]
+        assert all(r["caption"] == head[len(get_target("illustrious").quality_prefix) + 2:-2] for r in rows)
+        prompts = [r["prompt"] for r in rows]
+    else:
+        with open(root / "prompts.csv", newline="", encoding="utf-8") as f:
+            rows = list(csv_module.DictReader(f))
+        assert sorted(r["file"] for r in rows) == ["0.png", "1.png", "2.png"]
+        prompts = [r["prompt"] for r in rows]
+    assert len(prompts) == 3 and all(p.startswith(head) for p in prompts), prompts
