@@ -233,6 +233,25 @@ def needs_remote_code(config: dict) -> bool:
     return False
 
 
+#: The transformers auto classes a folder's own code may be registered under in its ``auto_map`` (in this order
+#: of preference; the first the installed transformers has and the map names is used).
+OWN_CODE_CLASSES = ("AutoModelForCausalLM", "AutoModelForVision2Seq", "AutoModelForImageTextToText")
+
+
+def own_code(config: dict) -> Optional[Tuple[str, str]]:
+    """(auto class, what it points to) of a config.json whose ``auto_map`` names a model class of its own
+    (``{"AutoModelForCausalLM": "modeling_x.MyModel"}``), or None. Such a checkpoint is meant to run its own
+    code even where its ``model_type`` is native, so it loads with that code or not at all."""
+    auto_map = config.get("auto_map") or {}
+    if not isinstance(auto_map, dict):
+        return None
+    for key in OWN_CODE_CLASSES:
+        if auto_map.get(key):
+            target = auto_map[key]
+            return key, target if isinstance(target, str) else "--".join(map(str, target))
+    return None
+
+
 def resolve_caption_model(name: str, search_dirs: Sequence[os.PathLike] = ()) -> tuple:
     """(source, family, looked): a local folder or a hub id, its family, and the local paths tried."""
     dirs = [Path(d) for d in search_dirs]
@@ -501,6 +520,14 @@ def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: S
         remote = needs_remote_code(config)
         if remote and not trust_remote_code:
             raise ModelLoadError(_remote_code_message(name, source))
+        own = own_code(config)
+        if own is not None and not trust_remote_code:
+            raise ModelLoadError(
+                f"caption model {name!r} ({source}) ships its own model code: its config.json auto_map points "
+                f"{own[0]} to {own[1]}, which only runs with remote code, and remote code is off (loading it as the "
+                f"native class would silently ignore that code). To run it, {REMOTE_CODE_HINT}; or use a copy "
+                "without auto_map.")
+        remote = remote or own is not None
         if not remote:
             check_family_supported(family, name)
         fam = FAMILIES[family]
@@ -512,7 +539,8 @@ def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: S
             kwargs["use_safetensors"] = True
         if remote:
             kwargs["trust_remote_code"] = True
-            module = transformers.AutoModelForCausalLM.from_pretrained(source, **kwargs)
+            auto = own[0] if own is not None and hasattr(transformers, own[0]) else "AutoModelForCausalLM"
+            module = getattr(transformers, auto).from_pretrained(source, **kwargs)
         else:
             module = getattr(transformers, fam.model_class).from_pretrained(source, **kwargs)
         processor = transformers.AutoProcessor.from_pretrained(source, cache_dir=download_dir,
