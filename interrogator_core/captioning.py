@@ -41,7 +41,8 @@ class CaptionStage:
     def pool_keys(self, dtype) -> list:
         """The pool entry of the caption model (none without one)."""
         cfg = self.config
-        return [caption_key(cfg.caption_model, dtype, cfg.trust_remote_code)] if cfg.caption_model else []
+        return [caption_key(cfg.caption_model, dtype, cfg.trust_remote_code, self.pool.quantization())
+                ] if cfg.caption_model else []
 
     def model(self) -> Captioner:
         """The caption model (loaded on first use)."""

@@ -228,7 +228,8 @@ _SETTINGS: List[Setting] = [
     Setting("sdxl_dual", bool, False, "target sdxl only: also build prompts for SDXL's CLIP ViT-L/14 encoder "
             "(positive/negative stay ViT-bigG's); loads a second CLIP model", "SDXL: both text encoders"),
     # -- devices and memory ----------------------------------------------------------------------------------
-    Setting("precision", str, "auto", "model dtype; auto: fp16 where the host (or CUDA) uses fp16, else fp32",
+    Setting("precision", str, "auto", "model dtype; auto: fp16 where the host (or CUDA) uses fp16, else fp32; int8/nf4: the caption "
+            "model quantized with bitsandbytes (CUDA only, the [quant] extra; CLIP as with auto)",
             "Precision", choices=_precisions),
     Setting("offload", str, OffloadPolicy.KEEP.value, "when models leave the device: keep (between calls), "
             "offload (after each call), lowvram (one model at a time)", "Offload policy",
