@@ -81,3 +81,21 @@ def test_replace_list_applies_to_written_captions(make_interrogator, images, tmp
     given = make_interrogator(caption_replace=str(f)).interrogate(images[:1], mode="caption",
                                                                    captions=[raw])[0].caption
     assert given == raw  # a caption you give is yours
+
+
+# -- the CLI and the Ray stage ---------------------------------------------------------------------------------
+def test_cli_flags_and_the_ray_stage_config_carry_the_caption_controls(tmp_path):
+    from interrogator_core import cli
+    from interrogator_core.dataset import config_dict, split_config
+
+    f = tmp_path / "replace.txt"
+    f.write_text("blurry\n", encoding="utf-8")
+    a = cli.build_parser().parse_args(["x.png", "--caption-model", "none", "--caption-length", "long",
+                                       "--trigger-prefix", "ohwx", "--trigger-suffix", "zyx style",
+                                       "--caption-replace", str(f)])
+    cfg = cli._config(a)
+    assert (cfg.caption_length, cfg.trigger_prefix, cfg.trigger_suffix, cfg.caption_replace) == \
+        ("long", "ohwx", "zyx style", str(f))
+    engine = split_config(config_dict(cfg)).engine  # what each Ray actor builds
+    assert (engine.caption_length, engine.trigger_prefix, engine.trigger_suffix, engine.caption_replace) == \
+        ("long", "ohwx", "zyx style", str(f))
