@@ -147,13 +147,16 @@ def prune_loaders(prompt: Optional[Dict[str, Any]] = None, keep: Optional[str] =
 def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str], precision: str,
                      memory: str, target: str = CUSTOM, sdxl_dual: bool = False,
                      caption_style: Optional[str] = None, caption_prompt: Optional[str] = None,
-                     trust_remote_code: bool = False, prompt: Optional[Dict[str, Any]] = None) -> Interrogator:
+                     trust_remote_code: bool = False, prompt: Optional[Dict[str, Any]] = None,
+                     caption_length: Optional[str] = None, trigger_prefix: str = "", trigger_suffix: str = "",
+                     caption_replace: str = "") -> Interrogator:
     """The interrogator for a loader node's widgets: the node's last one reconfigured
     (:meth:`Interrogator.reconfigured` keeps every model that stays), or a new one.
 
     ``target`` (``list_targets()``) picks the CLIP model(s) and the prompts a result carries; ``custom`` uses
     ``clip_model``. ``caption_style`` (None: the target's default), ``caption_prompt`` and
-    ``trust_remote_code`` go to the caption stage as they are. ``precision`` and
+    ``trust_remote_code`` go to the caption stage as they are, and so do the caption controls
+    (``caption_length``, ``trigger_prefix``/``trigger_suffix``, ``caption_replace``). ``precision`` and
     the memory policy's managed/pinned choice belong to the :class:`ComfyHost`: changing them hands the models
     to a new host. ``prompt``: the running workflow; loader nodes no longer in it are forgotten (see
     :func:`prune_loaders`).
@@ -166,7 +169,10 @@ def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str]
                                 model_dirs=folders, download_dir=folders[0], offload=policy, target=target,
                                 sdxl_dual=bool(sdxl_dual), data_dir=label_dir(folders),
                                 caption_style=caption_style, caption_prompt=caption_prompt or None,
-                                trust_remote_code=bool(trust_remote_code))
+                                trust_remote_code=bool(trust_remote_code),
+                                caption_length=SETTINGS["caption_length"].parse(caption_length),
+                                trigger_prefix=trigger_prefix or "", trigger_suffix=trigger_suffix or "",
+                                caption_replace=(caption_replace or "").strip() or None)
     prune_loaders(prompt, keep=node_id)
     current = _LOADED.get(node_id)
     host = current.host if current is not None else None
@@ -297,6 +303,11 @@ class InterrogatorLoader(io.ComfyNode):
                 _input("caption_style", optional=True),
                 _input("caption_prompt", multiline=True, optional=True),
                 _input("trust_remote_code", optional=True),
+                # caption controls (issue 19 item 5)
+                _input("caption_length", optional=True),
+                _input("trigger_prefix", optional=True),
+                _input("trigger_suffix", optional=True),
+                _input("caption_replace", optional=True, tooltip="A path to a text file."),
             ],
             outputs=[InterrogatorType.Output("interrogator", display_name="interrogator")],
             hidden=[io.Hidden.unique_id, io.Hidden.prompt],
@@ -305,13 +316,16 @@ class InterrogatorLoader(io.ComfyNode):
     @classmethod
     def execute(cls, clip_model: str, caption_model: str, precision: str, memory: str, target: str = CUSTOM,
                 sdxl_dual: bool = False, caption_style: str = AUTO_STYLE, caption_prompt: str = "",
-                trust_remote_code: bool = False) -> io.NodeOutput:
+                trust_remote_code: bool = False, caption_length: str = "auto", trigger_prefix: str = "",
+                trigger_suffix: str = "", caption_replace: str = "") -> io.NodeOutput:
         hidden = cls.hidden
         node_id = str(hidden.unique_id or "default") if hidden is not None else "default"
         return io.NodeOutput(get_interrogator(
             node_id, clip_model, caption_model, precision, memory, target,
             sdxl_dual, caption_style, caption_prompt, trust_remote_code,
-            prompt=hidden.prompt if hidden is not None else None))
+            prompt=hidden.prompt if hidden is not None else None,
+            caption_length=caption_length, trigger_prefix=trigger_prefix, trigger_suffix=trigger_suffix,
+            caption_replace=caption_replace))
 
 
 class Interrogate(io.ComfyNode):

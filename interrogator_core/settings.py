@@ -237,8 +237,9 @@ _SETTINGS: List[Setting] = [
             "caption, not the negative", "Trigger words (prefix)"),
     Setting("trigger_suffix", str, "", "text put after every positive prompt; not the caption, not the negative",
             "Trigger words (suffix)"),
-    Setting("caption_replace", str, None, "replace list file applied to each written caption: lines 'old => new' "
-            "replace, plain lines remove (whole words, any case)", "Caption replace list", unset_ok=True),
+    Setting("caption_replace", str, "", "replace list file applied to each written caption: lines 'old => new' "
+            "replace, plain lines remove (whole words, any case); empty: none", "Caption replace list",
+            none_word=""),
     Setting("trust_remote_code", bool, False, "let a caption model run Python code from its folder or hub "
             "repository; only for models you trust (off: native transformers only)", "Trust remote code"),
     Setting("sdxl_dual", bool, False, "target sdxl only: also build prompts for SDXL's CLIP ViT-L/14 encoder "

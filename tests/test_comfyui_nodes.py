@@ -682,7 +682,8 @@ def test_new_inputs_are_optional_and_last_so_saved_workflows_keep_working(comfy)
     loader = nodes.InterrogatorLoader.INPUT_TYPES()
     assert list(loader["required"]) == ["clip_model", "caption_model", "precision", "memory"]
     assert list(loader["optional"]) == ["target", "sdxl_dual", "caption_style", "caption_prompt",
-                                        "trust_remote_code"]
+                                        "trust_remote_code", "caption_length", "trigger_prefix",
+                                        "trigger_suffix", "caption_replace"]
     opts = loader["optional"]["target"][1]
     targets = options(loader["optional"]["target"])
     assert targets == ["sd15", "sd2", "sdxl", "sdxl-tags", "flux", "sd35", "flux2", "qwen-image", "hidream",
@@ -1004,3 +1005,16 @@ def test_interrogate_encode_node_conditions_the_clip_with_the_engines_prompts(co
                                                   negative_count=3)
     assert streams_of(cond) == {"l": [text]} and streams_of(ncond) == {"l": [ntext]} and ntext
     assert "guidance" not in cond[0][1], "guidance only for the targets that read it"
+
+
+def test_loader_caption_controls_reach_the_engine(comfy, tmp_path):
+    """Issue 19 item 5: the caption controls are optional Loader inputs at the end and reach the config."""
+    f = tmp_path / "replace.txt"
+    f.write_text("blurry\n", encoding="utf-8")
+    it = load(comfy, caption_length="very_short", trigger_prefix="ohwx", trigger_suffix="zyx style",
+              caption_replace=str(f))
+    assert (it.config.caption_length, it.config.trigger_prefix, it.config.trigger_suffix,
+            it.config.caption_replace) == ("very_short", "ohwx", "zyx style", str(f))
+    plain = load(comfy, node_id="2")
+    assert (plain.config.caption_length, plain.config.trigger_prefix, plain.config.caption_replace) == \
+        (None, "", None)
