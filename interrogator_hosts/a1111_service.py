@@ -7,16 +7,16 @@ import logging
 import threading
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
 
 from interrogator_core import (CUSTOM, AnalyzeResult, InterrogationResult, Interrogator, InterrogatorConfig,
                                OffloadPolicy, RoundTripScore)
-from interrogator_core.hostapi import (BatchSummary, BatchWriter, caption_style_value, check_model_names,
+from interrogator_core.hostapi import (SETTINGS, BatchSummary, BatchWriter, caption_style_value, check_model_names,
                                        check_request, collect_images, run_batch)
 
 from .a1111_host import make_host, webui_low_vram
 from .a1111_patches import no_autocast
-from .a1111_settings import Settings, models_dir, read_settings
+from .a1111_settings import CAPTION_CONTROLS, Settings, models_dir, read_settings
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +64,11 @@ class InterrogatorService:
 
     def config_for(self, clip_model: Optional[str] = None, caption_model: Optional[str] = None,
                    target: Optional[str] = None, sdxl_dual: bool = False, caption_style: Optional[str] = None,
-                   caption_prompt: Optional[str] = None) -> InterrogatorConfig:
+                   caption_prompt: Optional[str] = None, controls: Optional[Mapping[str, Any]] = None
+                   ) -> InterrogatorConfig:
         """The engine configuration for a call with these arguments (None: the settings' values; a caption
-        style ``auto`` or "": the target's default; an empty ``caption_prompt``: the style's own instruction).
+        style ``auto`` or "": the target's default; an empty ``caption_prompt``: the style's own instruction;
+        ``controls``: caption controls by name, :data:`CAPTION_CONTROLS`, None values take the settings').
 
         The only host policy here is which defaults apply: with no ``target``, a ``clip_model`` named in the
         call means target ``custom`` (an explicit CLIP model wins over the settings' default target). The core
@@ -85,6 +87,9 @@ class InterrogatorService:
                    caption_style=s.caption_style if caption_style is None else caption_style_value(caption_style),
                    caption_prompt=s.caption_prompt if caption_prompt is None else (caption_prompt.strip() or None),
                    trust_remote_code=s.trust_remote_code)
+        for name in CAPTION_CONTROLS:  # the settings', or the call's where it gives one
+            given = (controls or {}).get(name)
+            cfg[name] = getattr(s, name) if given is None else SETTINGS[name].check(given)
         cfg.update(self._overrides)
         return InterrogatorConfig(**cfg)
 
@@ -97,11 +102,13 @@ class InterrogatorService:
 
     def interrogator(self, clip_model: Optional[str] = None, caption_model: Optional[str] = None,
                      target: Optional[str] = None, sdxl_dual: bool = False, caption_style: Optional[str] = None,
-                     caption_prompt: Optional[str] = None) -> Interrogator:
+                     caption_prompt: Optional[str] = None, controls: Optional[Mapping[str, Any]] = None
+                     ) -> Interrogator:
         """The engine for these models (see :meth:`config_for`). A change goes through
         :meth:`Interrogator.reconfigured`, which keeps the models that stay (e.g. the caption model when only
         CLIP changes) and unloads the rest."""
-        cfg = self.config_for(clip_model, caption_model, target, sdxl_dual, caption_style, caption_prompt)
+        cfg = self.config_for(clip_model, caption_model, target, sdxl_dual, caption_style, caption_prompt,
+                              controls)
         self.check_names(cfg)
         with self._lock:
             self._ci = Interrogator(cfg, host=self.host) if self._ci is None else self._ci.reconfigured(cfg)
@@ -166,7 +173,8 @@ class InterrogatorService:
                max_flavors: Optional[int] = None, negative_count: Optional[int] = None,
                caption: Optional[str] = None, target: Optional[str] = None, beam_width: Optional[int] = None,
                sdxl_dual: bool = False, caption_style: Optional[str] = None, caption_prompt: Optional[str] = None,
-               lock: bool = True, own_state: bool = True) -> InterrogationResult:
+               lock: bool = True, own_state: bool = True, controls: Optional[Mapping[str, Any]] = None
+               ) -> InterrogationResult:
         """Image → the target's prompts (``positive``/``negative``, ``prompts`` by encoder, ``notes``) and the
         caption; None arguments take the settings' values (see :meth:`config_for`)."""
         s = self.settings()
@@ -175,7 +183,8 @@ class InterrogatorService:
             s.negative_count if negative_count is None else negative_count,
             s.beam_width if beam_width is None else beam_width, min_default=s.min_flavors)
         with self.job("interrogate", lock=lock, own_state=own_state):
-            ci = self.interrogator(clip_model, caption_model, target, sdxl_dual, caption_style, caption_prompt)
+            ci = self.interrogator(clip_model, caption_model, target, sdxl_dual, caption_style, caption_prompt,
+                                   controls)
             return ci.interrogate([image], mode=mode, min_flavors=min_flavors, max_flavors=max_flavors,
                                   negative_count=negative_count, captions=None if caption is None else [caption],
                                   beam_width=beam_width)[0]
