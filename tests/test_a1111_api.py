@@ -474,3 +474,17 @@ def test_settings_min_flavors_never_contradicts_a_requested_max(client, images):
     bad = c.post("/interrogator/prompt", json={"image": png_b64(images[0]), "mode": "fast", "max_flavors": 2,
                                                "min_flavors": 3})
     assert bad.status_code == 400 and "min_flavors" in bad.text
+
+
+def test_prompt_takes_the_caption_controls(client, images):
+    """Issue 19 item 5: trigger words (and the other caption controls) as request fields."""
+    c, shared, svc = client
+    body = {"image": png_b64(images[0]), "clip_model_name": shared.opts.prompt_interrogator_clip_model,
+            "mode": "fast", "caption": "a lighthouse.", "trigger_prefix": "ohwx", "trigger_suffix": "zyx style",
+            "caption_length": "very_short"}
+    out = c.post("/interrogator/prompt", json=body).json()
+    assert out["caption"] == "a lighthouse." and out["prompt"].startswith("ohwx, a lighthouse, ")
+    assert out["prompt"].endswith(", zyx style") and "ohwx" not in out["negative_prompt"]
+    assert all(p.startswith("ohwx, ") for p in out["prompts"].values())
+    bad = c.post("/interrogator/prompt", json={**body, "caption_length": "tiny"})
+    assert bad.status_code in (400, 422) and "very_short" in bad.text
