@@ -371,3 +371,13 @@ def test_tab_has_caption_style_instruction_and_prompts_box(webui):
     caption_choices = [x if isinstance(x, str) else x[0] for x in c["prompt_interrogator_prompt_caption"].choices]
     assert caption_choices == list_caption_models() + ["none"] and "qwen3-vl-2b" in caption_choices
     assert "prompt_interrogator_caption_prompt" in c and "prompt_interrogator_prompts" in c
+
+
+def test_interrogate_callback_takes_the_caption_controls(callbacks, images):
+    """Issue 19 item 5: the tab's caption length and trigger words reach the engine."""
+    cb, shared, svc = callbacks
+    s = svc.settings()
+    pos, neg, cap, *_ = cb.interrogate(images[0], "fast", s.clip_model, s.caption_model, 2, 4, 3, "custom", 1, False,
+                                       "auto", "", "very_short", "ohwx", "zyx style")
+    assert pos.startswith("ohwx, ") and pos.endswith(", zyx style") and "ohwx" not in cap + neg
+    assert svc._ci.config.caption_length == "very_short"
