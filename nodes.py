@@ -149,13 +149,15 @@ def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str]
                      memory: str, target: str = CUSTOM, sdxl_dual: bool = False,
                      caption_style: Optional[str] = None, caption_prompt: Optional[str] = None,
                      trust_remote_code: bool = False, prompt: Optional[Dict[str, Any]] = None,
-                     tagger: Optional[Dict[str, Any]] = None) -> Interrogator:
+                     tagger: Optional[Dict[str, Any]] = None, caption_length: Optional[str] = None,
+                     trigger_prefix: str = "", trigger_suffix: str = "", caption_replace: str = "") -> Interrogator:
     """The interrogator for a loader node's widgets: the node's last one reconfigured
     (:meth:`Interrogator.reconfigured` keeps every model that stays), or a new one.
 
     ``target`` (``list_targets()``) picks the CLIP model(s) and the prompts a result carries; ``custom`` uses
     ``clip_model``. ``caption_style`` (None: the target's default), ``caption_prompt`` and
-    ``trust_remote_code`` go to the caption stage as they are. ``precision`` and
+    ``trust_remote_code`` go to the caption stage as they are, and so do the caption controls
+    (``caption_length``, ``trigger_prefix``/``trigger_suffix``, ``caption_replace``). ``precision`` and
     the memory policy's managed/pinned choice belong to the :class:`ComfyHost`: changing them hands the models
     to a new host. ``prompt``: the running workflow; loader nodes no longer in it are forgotten (see
     :func:`prune_loaders`). ``tagger``: the image tagger settings by name (``TAGGER_SETTINGS``; missing ones
@@ -170,7 +172,10 @@ def get_interrogator(node_id: str, clip_model: str, caption_model: Optional[str]
                                 sdxl_dual=bool(sdxl_dual), data_dir=label_dir(folders),
                                 caption_style=caption_style, caption_prompt=caption_prompt or None,
                                 trust_remote_code=bool(trust_remote_code),
-                                tagger_options=tagger_options(tagger or {}))
+                                tagger_options=tagger_options(tagger or {}),
+                                caption_length=SETTINGS["caption_length"].parse(caption_length),
+                                trigger_prefix=trigger_prefix or "", trigger_suffix=trigger_suffix or "",
+                                caption_replace=(caption_replace or "").strip() or None)
     prune_loaders(prompt, keep=node_id)
     current = _LOADED.get(node_id)
     host = current.host if current is not None else None
@@ -311,6 +316,11 @@ class InterrogatorLoader(io.ComfyNode):
                 _input("caption_prompt", multiline=True, optional=True),
                 _input("trust_remote_code", optional=True),
                 *[_input(name, optional=True) for name in TAGGER_SETTINGS],  # an image tagger's (caption model)
+                # caption controls (issue 19 item 5)
+                _input("caption_length", optional=True),
+                _input("trigger_prefix", optional=True),
+                _input("trigger_suffix", optional=True),
+                _input("caption_replace", optional=True, tooltip="A path to a text file."),
             ],
             outputs=[InterrogatorType.Output("interrogator", display_name="interrogator")],
             hidden=[io.Hidden.unique_id, io.Hidden.prompt],
@@ -319,14 +329,17 @@ class InterrogatorLoader(io.ComfyNode):
     @classmethod
     def execute(cls, clip_model: str, caption_model: str, precision: str, memory: str, target: str = CUSTOM,
                 sdxl_dual: bool = False, caption_style: str = AUTO_STYLE, caption_prompt: str = "",
-                trust_remote_code: bool = False, **tagger: Any) -> io.NodeOutput:
+                trust_remote_code: bool = False, caption_length: str = "auto", trigger_prefix: str = "",
+                trigger_suffix: str = "", caption_replace: str = "", **tagger: Any) -> io.NodeOutput:
         hidden = cls.hidden
         node_id = str(hidden.unique_id or "default") if hidden is not None else "default"
         return io.NodeOutput(get_interrogator(
             node_id, clip_model, caption_model, precision, memory, target,
             sdxl_dual, caption_style, caption_prompt, trust_remote_code,
             prompt=hidden.prompt if hidden is not None else None,
-            tagger={n: v for n, v in tagger.items() if n in TAGGER_SETTINGS}))
+            tagger={n: v for n, v in tagger.items() if n in TAGGER_SETTINGS},
+            caption_length=caption_length, trigger_prefix=trigger_prefix, trigger_suffix=trigger_suffix,
+            caption_replace=caption_replace))
 
 
 class Interrogate(io.ComfyNode):

@@ -233,6 +233,25 @@ def needs_remote_code(config: dict) -> bool:
     return False
 
 
+#: The transformers auto classes a folder's own code may be registered under in its ``auto_map`` (in this order
+#: of preference; the first the installed transformers has and the map names is used).
+OWN_CODE_CLASSES = ("AutoModelForCausalLM", "AutoModelForVision2Seq", "AutoModelForImageTextToText")
+
+
+def own_code(config: dict) -> Optional[Tuple[str, str]]:
+    """(auto class, what it points to) of a config.json whose ``auto_map`` names a model class of its own
+    (``{"AutoModelForCausalLM": "modeling_x.MyModel"}``), or None. Such a checkpoint is meant to run its own
+    code even where its ``model_type`` is native, so it loads with that code or not at all."""
+    auto_map = config.get("auto_map") or {}
+    if not isinstance(auto_map, dict):
+        return None
+    for key in OWN_CODE_CLASSES:
+        if auto_map.get(key):
+            target = auto_map[key]
+            return key, target if isinstance(target, str) else "--".join(map(str, target))
+    return None
+
+
 def resolve_caption_model(name: str, search_dirs: Sequence[os.PathLike] = ()) -> tuple:
     """(source, family, looked): a local folder or a hub id, its family, and the local paths tried."""
     dirs = [Path(d) for d in search_dirs]
@@ -296,8 +315,10 @@ class Captioner:
     """
 
     def __init__(self, name: str, module: nn.Module, processor, family: str, dtype: torch.dtype,
-                 styles: Optional[Sequence[str]] = None) -> None:
+                 styles: Optional[Sequence[str]] = None, quantization: Optional[str] = None) -> None:
         self.name = name
+        #: "int8"/"nf4": loaded quantized by bitsandbytes on its GPU (``dtype`` is the compute dtype)
+        self.quantization = quantization
         self.handle = ModelHandle(name=f"caption:{name}", module=module, dtype=dtype)
         self.processor = processor
         self.family = family
@@ -368,6 +389,8 @@ class Captioner:
         fam = FAMILIES[self.family]
         module = self.handle.module
         p = next(module.parameters())
+        if self.quantization:  # int8 weights: the inputs go in the compute dtype
+            p = torch.empty(0, device=p.device, dtype=self.handle.dtype)
         pixels = channels_first(images)
         if fam.prompting == "none":  # the image alone: straight to the image processor
             image_processor = getattr(self.processor, "image_processor", self.processor)
@@ -437,6 +460,44 @@ class Captioner:
         return " ".join(text.split())
 
 
+#: How to get the bitsandbytes extra, for error messages.
+QUANT_INSTALL = "pip install 'prompt-interrogator[quant]' (or pip install bitsandbytes) in this Python"
+
+
+def quantization_config(quantization: str, device: Optional[torch.device], compute_dtype: torch.dtype) -> Any:
+    """The ``BitsAndBytesConfig`` of precision ``quantization`` ("int8": 8-bit, "nf4": 4-bit NF4 computing in
+    ``compute_dtype``) on ``device``. Every case where it cannot work is one ModelLoadError naming what to choose
+    or install, raised before any weights load: a device that is not CUDA (bitsandbytes quantizes on NVIDIA GPUs),
+    bitsandbytes missing, a transformers without ``BitsAndBytesConfig``."""
+    from .host import QUANTIZED_PRECISIONS
+
+    if quantization not in QUANTIZED_PRECISIONS:
+        raise UnknownNameError("quantization", str(quantization), QUANTIZED_PRECISIONS)
+    where = device.type if device is not None else "an unknown device"
+    if device is None or device.type != "cuda":
+        raise ModelLoadError(
+            f"precision {quantization} quantizes the caption model with bitsandbytes, which needs a CUDA GPU; this "
+            f"runs on {where}. Choose precision auto, fp16, bf16 or fp32 here (or run on a CUDA device).")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as e:
+        raise ModelLoadError(
+            f"precision {quantization} needs the bitsandbytes package, which is not installed ({e}): "
+            f"{QUANT_INSTALL}; or choose precision auto, fp16 or bf16.") from None
+    import transformers
+
+    cls = getattr(transformers, "BitsAndBytesConfig", None)
+    if cls is None:
+        raise ModelLoadError(
+            f"precision {quantization} needs transformers' BitsAndBytesConfig, which transformers "
+            f"{transformers_version()} does not have; choose precision auto, fp16 or bf16 on this host.")
+    if quantization == "int8":
+        return cls(load_in_8bit=True)
+    if compute_dtype == torch.float32:
+        compute_dtype = torch.float16
+    return cls(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype)
+
+
 def _config_dict(source: str, download_dir: Optional[os.PathLike], local_files_only: bool = False) -> dict:
     """config.json of a folder or hub id as a plain dict (no class needed, so it works on old transformers)."""
     if Path(source).is_dir():
@@ -462,7 +523,8 @@ def _not_found(name: str, source: str, looked: Sequence[Path], why: str, family:
 
 def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: Sequence[os.PathLike] = (),
                    download_dir: Optional[os.PathLike] = None, trust_remote_code: bool = False,
-                   tagger_options: Optional[TaggerOptions] = None) -> Union[Captioner, Tagger]:
+                   tagger_options: Optional[TaggerOptions] = None, quantization: Optional[str] = None,
+                   device: Optional[torch.device] = None) -> Union[Captioner, Tagger]:
     """Load a caption model on the CPU in ``caption_dtype(family, dtype)``.
 
     An image tagger (a folder with a timm config.json, model.safetensors and selected_tags.csv, or a known tagger
@@ -472,6 +534,10 @@ def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: S
     Native transformers classes only, unless ``trust_remote_code`` is True and the checkpoint is in a format
     only its own code reads (original Florence-2 / PromptGen). Raises ModelLoadError for a too-old transformers
     (naming the version needed and installed) and for remote-code checkpoints when remote code is off.
+
+    ``quantization`` ("int8"/"nf4", the precision setting): a transformers caption model loads quantized by
+    bitsandbytes straight onto ``device`` (CUDA only; see :func:`quantization_config`, checked before anything
+    loads) and stays there; image taggers ignore it.
     """
     import transformers
 
@@ -498,9 +564,19 @@ def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: S
             family = _family_of_config(config, f"{name!r}")
         if family == TAGGER_FAMILY:
             return load_tagger(name, source, caption_dtype(family, dtype), download_dir, options=tagger_options)
+        if quantization:
+            qconfig = quantization_config(quantization, device, caption_dtype(family, dtype))
         remote = needs_remote_code(config)
         if remote and not trust_remote_code:
             raise ModelLoadError(_remote_code_message(name, source))
+        own = own_code(config)
+        if own is not None and not trust_remote_code:
+            raise ModelLoadError(
+                f"caption model {name!r} ({source}) ships its own model code: its config.json auto_map points "
+                f"{own[0]} to {own[1]}, which only runs with remote code, and remote code is off (loading it as the "
+                f"native class would silently ignore that code). To run it, {REMOTE_CODE_HINT}; or use a copy "
+                "without auto_map.")
+        remote = remote or own is not None
         if not remote:
             check_family_supported(family, name)
         fam = FAMILIES[family]
@@ -508,11 +584,14 @@ def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: S
         kwargs: Dict[str, Any] = {_dtype_kwarg(): dtype, "cache_dir": download_dir}
         if offline:
             kwargs["local_files_only"] = True
+        if quantization:
+            kwargs.update(quantization_config=qconfig, device_map={"": str(device)})
         if local and any(Path(source).glob("*.safetensors")):
             kwargs["use_safetensors"] = True
         if remote:
             kwargs["trust_remote_code"] = True
-            module = transformers.AutoModelForCausalLM.from_pretrained(source, **kwargs)
+            auto = own[0] if own is not None and hasattr(transformers, own[0]) else "AutoModelForCausalLM"
+            module = getattr(transformers, auto).from_pretrained(source, **kwargs)
         else:
             module = getattr(transformers, fam.model_class).from_pretrained(source, **kwargs)
         processor = transformers.AutoProcessor.from_pretrained(source, cache_dir=download_dir,
@@ -532,8 +611,10 @@ def load_captioner(name: str, dtype: torch.dtype = torch.float32, search_dirs: S
         raise _not_found(name, source, looked, why, family) from e
     module.eval()
     module.requires_grad_(False)
-    log.info("loaded caption model %s (%s, %s%s)", name, family, dtype, ", remote code" if remote else "")
-    return Captioner(name, module, processor, family, dtype, styles=_styles_for(name, source, family))
+    log.info("loaded caption model %s (%s, %s%s%s)", name, family, dtype, ", remote code" if remote else "",
+             f", {quantization} on {device}" if quantization else "")
+    return Captioner(name, module, processor, family, dtype, styles=_styles_for(name, source, family),
+                     quantization=quantization)
 
 
 def _check_tokenizer(tokenizer: Any, source: str) -> None:

@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(p, "sdxl_dual")
     add_flag(p, "caption_style")
     add_flag(p, "caption_prompt", metavar="TEXT")
+    add_flag(p, "caption_length")
+    add_flag(p, "trigger_prefix", metavar="TEXT")
+    add_flag(p, "trigger_suffix", metavar="TEXT")
+    add_flag(p, "caption_replace", metavar="FILE")
     add_flag(p, "trust_remote_code")
     add_flag(p, "beam_width")
     add_flag(p, "min_flavors")
@@ -78,6 +82,8 @@ def _config(a: argparse.Namespace) -> InterrogatorConfig:
     return InterrogatorConfig(
         clip_model=a.clip_model, target=a.target, sdxl_dual=a.sdxl_dual, caption_model=caption,
         caption_style=a.caption_style, caption_prompt=a.caption_prompt, trust_remote_code=a.trust_remote_code,
+        caption_length=a.caption_length, trigger_prefix=a.trigger_prefix, trigger_suffix=a.trigger_suffix,
+        caption_replace=a.caption_replace,
         cache_dir=a.cache_dir, model_dirs=a.models_dir,
         data_dir=a.data_dir, user_tables_dir=a.user_tables, blocklist=a.blocklist, offload=a.offload,
         tagger_options=tagger_options({n: getattr(a, n) for n in TAGGER_SETTINGS if SETTINGS[n].cli_flag}),

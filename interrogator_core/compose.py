@@ -99,3 +99,20 @@ def target_prompts(preset: TargetPreset, sdxl_dual: bool, main: InterrogationRes
         else:
             out[key] = extra[key].positive if key in extra else main.positive
     return out
+
+
+def with_trigger_words(result: InterrogationResult, prefix: str = "", suffix: str = "") -> None:
+    """Put ``prefix`` before and ``suffix`` after every positive prompt of ``result`` (``positive``,
+    ``positive_l`` and each prompt in ``prompts``, CLIP and long-prose alike), joined with ", "; the caption and
+    the negatives stay as they are. Applied after the prompts are fitted: a trigger word is never cut, so a CLIP
+    prompt may pass 77 tokens by the trigger words' length."""
+    if not prefix and not suffix:
+        return
+
+    def wrap(text: str) -> str:
+        return SEPARATOR.join(p for p in (prefix, end_clean(text) if suffix else text, suffix) if p)
+
+    result.positive = wrap(result.positive)
+    if result.positive_l is not None:
+        result.positive_l = wrap(result.positive_l)
+    result.prompts = {key: wrap(text) for key, text in result.prompts.items()}

@@ -132,16 +132,27 @@ _DTYPES = {"fp16": torch.float16, "float16": torch.float16, "half": torch.float1
            "fp32": torch.float32, "float32": torch.float32, "float": torch.float32}
 
 
-#: The precision setting's values ("auto": decided per device by the host).
-PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+#: The precision values that quantize the caption model (bitsandbytes on CUDA: 8-bit, 4-bit NF4).
+QUANTIZED_PRECISIONS = ("int8", "nf4")
+#: The precision setting's values ("auto": decided per device by the host; int8/nf4: a quantized caption model,
+#: CLIP as with auto).
+PRECISIONS = ("auto", "fp16", "bf16", "fp32") + QUANTIZED_PRECISIONS
+
+
+def quantization_of(precision: Union[str, torch.dtype, None]) -> Optional[str]:
+    """"int8"/"nf4" for a quantized precision, else None (the one place a precision means quantization)."""
+    key = str(precision).lower() if isinstance(precision, str) else None
+    return key if key in QUANTIZED_PRECISIONS else None
 
 
 def parse_dtype(value: Union[str, torch.dtype, None]) -> Optional[torch.dtype]:
-    """'auto'/None → None (decided per device); 'fp16'/'bf16'/'fp32' or a torch dtype."""
+    """'auto'/None → None (decided per device); 'fp16'/'bf16'/'fp32' or a torch dtype. 'int8'/'nf4' → None too:
+    they quantize the caption model only (:func:`quantization_of`); CLIP models and the caption model's compute
+    dtype follow auto (fp16 on CUDA)."""
     if value is None or isinstance(value, torch.dtype):
         return value
     key = str(value).lower()
-    if key == "auto":
+    if key == "auto" or key in QUANTIZED_PRECISIONS:
         return None
     if key not in _DTYPES:
         raise UnknownNameError("precision", str(value), PRECISIONS)
@@ -167,7 +178,8 @@ class StandaloneHost:
 
     Args:
         device: "auto" (cuda → mps → cpu) or any torch device string.
-        dtype: "auto" (fp16 on CUDA, fp32 elsewhere), "fp16", "bf16", "fp32".
+        dtype: "auto" (fp16 on CUDA, fp32 elsewhere), "fp16", "bf16", "fp32"; "int8"/"nf4": auto, and the
+            caption model quantized with bitsandbytes (CUDA only; :attr:`quantization`).
         progress: optional ``callback(step, total, desc)``.
         interrupt: optional ``callable() -> bool``; True stops the running call with ``Interrupted``.
     """
@@ -184,6 +196,8 @@ class StandaloneHost:
             raise ValueError(problem)
         self._device = auto_device() if str(device) == "auto" else torch.device(device)
         self._dtype = parse_dtype(dtype)
+        #: "int8"/"nf4": load the caption model quantized (the precision setting), else None
+        self.quantization = quantization_of(dtype)
         self._progress = progress
         self._interrupt = interrupt
 
@@ -198,7 +212,7 @@ class StandaloneHost:
 
     def load(self, models: Sequence[ModelHandle]) -> None:
         for m in models:
-            if m.device != self._device:
+            if m.device != self._device and not is_quantized(m.module):
                 log.debug("loading %s to %s", m.name, self._device)
                 m.module.to(self._device)
 
@@ -206,7 +220,7 @@ class StandaloneHost:
         target = self.offload_device()
         moved = False
         for m in models:
-            if m.device != target:
+            if m.device != target and not is_quantized(m.module):
                 log.debug("offloading %s to %s", m.name, target)
                 m.module.to(target)
                 moved = True
@@ -220,6 +234,13 @@ class StandaloneHost:
     def progress(self, step: int, total: int, desc: str = "") -> None:
         if self._progress is not None:
             self._progress(step, total, desc)
+
+
+def is_quantized(module: torch.nn.Module) -> bool:
+    """A bitsandbytes-quantized transformers model: placed on its GPU when loaded and never moved (bitsandbytes
+    weights cannot leave the device they were quantized on)."""
+    return bool(getattr(module, "is_quantized", False) or getattr(module, "is_loaded_in_8bit", False)
+                or getattr(module, "is_loaded_in_4bit", False))
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -9,7 +9,7 @@ never from the engine's other modules, so the engine's insides can move without 
   :data:`TAGGER_SETTINGS` (the image tagger's settings; ``interrogator_core.tagger_options`` builds them).
 * Checks before any model loads: :func:`check_request` (a request's numbers and mode),
   :func:`check_model_names` (a CLIP or caption model that cannot work), :func:`parse_dtype` /
-  :data:`PRECISIONS` (the precision setting).
+  :data:`PRECISIONS` / :func:`quantization_of` (the precision setting).
 * Batch runs over folders: :func:`collect_images`, :class:`BatchWriter`, :func:`run_batch`,
   :class:`BatchSummary`, :data:`EXISTING_POLICIES` (what to do with images that already have output).
 * :data:`CUSTOM`: the target that uses the CLIP model as given; :func:`all_prompt_keys` (every encoder key, in
@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from .batch import EXISTING_POLICIES, BatchSummary, BatchWriter, collect_images, run_batch
-from .host import PRECISIONS, parse_dtype
+from .host import PRECISIONS, parse_dtype, quantization_of
 from .request import Request, check_request, flag, whole_number
 from .settings import (SETTINGS, TAGGER_SETTINGS, Setting, caption_model_value, caption_style_value,
                        get_setting, list_clip_model_names, target_help)
@@ -29,7 +29,8 @@ from .targets import CUSTOM, all_prompt_keys, token_streams
 __all__ = ["CUSTOM", "EXISTING_POLICIES", "PRECISIONS", "SETTINGS", "TAGGER_SETTINGS", "BatchSummary", "BatchWriter",
            "Request",
            "Setting", "caption_model_value", "caption_style_value", "check_model_names", "check_request",
-           "collect_images", "flag", "get_setting", "list_clip_model_names", "parse_dtype", "run_batch",
+           "collect_images", "flag", "get_setting", "list_clip_model_names", "parse_dtype",
+           "quantization_of", "run_batch",
            "target_help", "token_streams", "all_prompt_keys", "whole_number"]
 
 

@@ -11,7 +11,7 @@ from typing import Dict, Hashable, Iterator, List, Optional, Sequence, Union
 from . import compose, prompts
 from .cache import default_cache_dir
 from .caption import list_caption_styles
-from .captioning import CAPTION_TOKENS, INSTRUCTION_TOKENS, CaptionStage  # noqa: F401
+from .captioning import CAPTION_LENGTHS, CAPTION_TOKENS, INSTRUCTION_TOKENS, CaptionStage  # noqa: F401
 from .encoder import ClipEncoder, eta_text  # noqa: F401
 from .errors import InterrogatorError, UnknownNameError
 from .host import HostAdapter, ModelHandle, OffloadPolicy, StandaloneHost
@@ -62,6 +62,14 @@ class InterrogatorConfig:
         trust_remote_code: let a caption model run code from its repository (off: native transformers only).
         tagger_options: thresholds and tag formatting of an image tagger caption model (:class:`TaggerOptions`;
             other caption models ignore them).
+        caption_length: a length preset from ``list_caption_lengths()`` (very_short ... very_long): the
+            instruction (chat families), task token (Florence-2) and token budget (every family) of that length
+            (see :data:`~interrogator_core.captioning.CAPTION_LENGTHS`); None: the style's. ``caption_prompt``
+            and ``caption_max_length`` still win where set.
+        trigger_prefix / trigger_suffix: text put before / after every positive prompt (``positive``,
+            ``positive_l``, each of ``prompts``; not the caption nor the negatives), e.g. a LoRA's trigger word.
+        caption_replace: a replace list file: lines ``old => new`` replace, plain lines remove (whole words,
+            case-insensitive), applied to each written caption before the prompts are built.
     """
 
     clip_model: str = "ViT-L-14/openai"
@@ -84,6 +92,10 @@ class InterrogatorConfig:
     caption_prompt: Optional[str] = None
     trust_remote_code: bool = False
     tagger_options: TaggerOptions = field(default_factory=TaggerOptions)
+    caption_length: Optional[str] = None
+    trigger_prefix: str = ""
+    trigger_suffix: str = ""
+    caption_replace: Optional[PathLike] = None
 
     def __post_init__(self) -> None:
         self.offload = OffloadPolicy.parse(self.offload)
@@ -107,6 +119,22 @@ class InterrogatorConfig:
         self.caption_prompt = (self.caption_prompt or "").strip() or None
         for name in ("caption_batch_size", "image_batch_size", "text_batch_size", "flavor_intermediate_count"):
             setattr(self, name, whole_number(name, getattr(self, name), 1))
+        if isinstance(self.caption_length, str):
+            self.caption_length = self.caption_length.strip().lower() or None
+            if self.caption_length == "auto":
+                self.caption_length = None
+        if self.caption_length is not None and self.caption_length not in CAPTION_LENGTHS:
+            raise UnknownNameError("caption length", str(self.caption_length), list(CAPTION_LENGTHS))
+        for name in ("trigger_prefix", "trigger_suffix"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} must be text, got {value!r}")
+            setattr(self, name, (value or "").strip().strip(",").strip())
+        if isinstance(self.caption_replace, str) and not self.caption_replace.strip():
+            self.caption_replace = None
+        if self.caption_replace is not None and not os.path.isfile(self.caption_replace):
+            raise ValueError(f"caption_replace {str(self.caption_replace)!r} is not a file; give a text file with "
+                             "lines 'old => new' (replace) or 'word' (remove), or leave it empty")
         if self.caption_max_length is not None:
             self.caption_max_length = whole_number("caption_max_length", self.caption_max_length, 1)
 
@@ -242,6 +270,7 @@ class Interrogator:
             r.prompts = compose.target_prompts(preset, self.config.sdxl_dual, r, caps[i], mine)
             if self.config.sdxl_dual and "clip_l" in mine:  # the fields old callers read
                 r.positive_l, r.negative_l = mine["clip_l"].positive, mine["clip_l"].negative
+            compose.with_trigger_words(r, self.config.trigger_prefix, self.config.trigger_suffix)
         return results
 
     def _ranked(self, mode: str, batch: list, caps: List[str], request: Request):

@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
-from typing import Callable, Dict, Hashable, Iterable, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Callable, Dict, Hashable, Iterable, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 
@@ -44,9 +44,11 @@ def clip_key(name: str, dtype: torch.dtype) -> Tuple[str, str, str]:
     return ("clip", name, str(dtype))
 
 
-def caption_key(name: str, dtype: torch.dtype, trust_remote_code: bool) -> Tuple[str, str, str, bool]:
-    """The pool's key of a caption model."""
-    return ("caption", name, str(dtype), bool(trust_remote_code))
+def caption_key(name: str, dtype: torch.dtype, trust_remote_code: bool, quantization: Optional[str] = None
+                ) -> Tuple[Any, ...]:
+    """The pool's key of a caption model (``quantization``: "int8"/"nf4" or None)."""
+    key: Tuple[Any, ...] = ("caption", name, str(dtype), bool(trust_remote_code))
+    return key + (quantization,) if quantization else key
 
 
 def tables_key(clip: Tuple[str, str, str], lists: Hashable) -> Tuple[str, Tuple[str, str, str], Hashable]:
@@ -74,6 +76,11 @@ class ModelPool:
         """The dtype the host runs models in on its load device."""
         return self.host.dtype_for(self.host.load_device())
 
+    def quantization(self) -> Optional[str]:
+        """The caption model's quantization the host's precision asks for ("int8"/"nf4"; None: none). A host
+        adapter without a ``quantization`` attribute quantizes nothing."""
+        return getattr(self.host, "quantization", None)
+
     def clip(self, name: str, search_dirs: Sequence[PathLike] = (), download_dir: Optional[PathLike] = None,
              ) -> ClipModel:
         """The CLIP model ``name``, loaded once and put on the device."""
@@ -88,12 +95,14 @@ class ModelPool:
     def captioner(self, name: str, search_dirs: Sequence[PathLike] = (), download_dir: Optional[PathLike] = None,
                   trust_remote_code: bool = False) -> Captioner:
         """The caption model ``name``, loaded once (put it on the device with :meth:`use` when it runs)."""
-        key = caption_key(name, self.dtype(), trust_remote_code)
+        key = caption_key(name, self.dtype(), trust_remote_code, self.quantization())
         with self.lock:
             model = self._models.get(key)
             if model is None:
                 model = self._models[key] = load_captioner(name, self.dtype(), search_dirs, download_dir,
-                                                           trust_remote_code=trust_remote_code)
+                                                           trust_remote_code=trust_remote_code,
+                                                           quantization=self.quantization(),
+                                                           device=self.host.load_device())
             return model  # type: ignore[return-value]
 
     def tables(self, key: Hashable, build: Callable[[], LabelTables]) -> LabelTables:

@@ -54,6 +54,12 @@ def _precisions() -> List[str]:
     return list(PRECISIONS)
 
 
+def _caption_lengths() -> List[str]:
+    from .captioning import list_caption_lengths
+
+    return list_caption_lengths()
+
+
 def _offload_policies() -> List[str]:
     return [p.value for p in OffloadPolicy]
 
@@ -223,12 +229,24 @@ _SETTINGS: List[Setting] = [
             "LLaVA/JoyCaption); replaces the style's; empty: the style's", "Caption instruction", none_word=""),
     Setting("caption_max_length", int, None, "most new tokens of a caption (unset: by style, 256 with a caption "
             "instruction)", "Caption length", minimum=1, unset_ok=True, flag=""),
+    Setting("caption_length", str, AUTO_STYLE, "caption length preset: very_short (under 15 words), short (one "
+            "sentence), medium (2-3 sentences), long (a paragraph), very_long; sets the instruction (Qwen-VL, "
+            "JoyCaption), the Florence-2 task and the token budget (BLIP/GIT: only that); auto: the style's",
+            "Caption length preset", choices=_caption_lengths, none_word=AUTO_STYLE),
+    Setting("trigger_prefix", str, "", "text put before every positive prompt (e.g. a LoRA trigger word); not the "
+            "caption, not the negative", "Trigger words (prefix)"),
+    Setting("trigger_suffix", str, "", "text put after every positive prompt; not the caption, not the negative",
+            "Trigger words (suffix)"),
+    Setting("caption_replace", str, "", "replace list file applied to each written caption: lines 'old => new' "
+            "replace, plain lines remove (whole words, any case); empty: none", "Caption replace list",
+            none_word=""),
     Setting("trust_remote_code", bool, False, "let a caption model run Python code from its folder or hub "
             "repository; only for models you trust (off: native transformers only)", "Trust remote code"),
     Setting("sdxl_dual", bool, False, "target sdxl only: also build prompts for SDXL's CLIP ViT-L/14 encoder "
             "(positive/negative stay ViT-bigG's); loads a second CLIP model", "SDXL: both text encoders"),
     # -- devices and memory ----------------------------------------------------------------------------------
-    Setting("precision", str, "auto", "model dtype; auto: fp16 where the host (or CUDA) uses fp16, else fp32",
+    Setting("precision", str, "auto", "model dtype; auto: fp16 where the host (or CUDA) uses fp16, else fp32; int8/nf4: the caption "
+            "model quantized with bitsandbytes (CUDA only, the [quant] extra; CLIP as with auto)",
             "Precision", choices=_precisions),
     Setting("offload", str, OffloadPolicy.KEEP.value, "when models leave the device: keep (between calls), "
             "offload (after each call), lowvram (one model at a time)", "Offload policy",

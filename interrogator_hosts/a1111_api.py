@@ -45,6 +45,7 @@ from interrogator_core import (AUTO_STYLE, MAX_PIXELS, NO_CAPTION, SETTINGS, Dev
 from interrogator_core.hostapi import TAGGER_SETTINGS
 
 from .a1111_service import InterrogatorService, get_service
+from .a1111_settings import CAPTION_CONTROLS
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,11 @@ class InterrogatorPromptRequest(_TaggerRequest, _TargetRequest):
         default=None, title="Caption instruction",
         description="Free instruction for chat caption models (Qwen-VL, JoyCaption); replaces the style's. "
                     "Default: the settings'.")
+    caption_length: Optional[str] = _field("caption_length", "Default: the settings'.", title="Caption length")
+    trigger_prefix: Optional[str] = _field("trigger_prefix", "Default: the settings'.", title="Trigger prefix")
+    trigger_suffix: Optional[str] = _field("trigger_suffix", "Default: the settings'.", title="Trigger suffix")
+    caption_replace: Optional[str] = _field("caption_replace", "A file on the server; default: the settings'.",
+                                            title="Caption replace list")
 
 
 class InterrogatorScoreRequest(_TargetRequest):
@@ -299,8 +305,9 @@ def mount(app: FastAPI, service: Optional[InterrogatorService] = None,
     def post_prompt(req: InterrogatorPromptRequest) -> Dict[str, Any]:
         service_ = svc()
         try:
+            controls = {name: getattr(req, name) for name in CAPTION_CONTROLS}
             cfg = service_.config_for(req.clip_model_name, req.caption_model_name, req.target, req.sdxl_dual,
-                                      req.caption_style, req.caption_prompt, tagger=req.tagger())
+                                      req.caption_style, req.caption_prompt, controls, tagger=req.tagger())
         except Exception as e:
             raise http_error(e) from e
         image = decode_image(req.image, max_bytes())
@@ -310,7 +317,7 @@ def mount(app: FastAPI, service: Optional[InterrogatorService] = None,
                                      max_flavors=req.max_flavors, negative_count=req.negative_count,
                                      caption=req.caption, target=req.target, beam_width=req.beam_width,
                                      sdxl_dual=req.sdxl_dual, caption_style=req.caption_style,
-                                     caption_prompt=req.caption_prompt, tagger=req.tagger())
+                                     caption_prompt=req.caption_prompt, controls=controls, tagger=req.tagger())
         except Exception as e:
             log.warning("/interrogator/prompt failed: %s", e)
             raise http_error(e) from e

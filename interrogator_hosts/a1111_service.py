@@ -11,12 +11,12 @@ from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence
 
 from interrogator_core import (CUSTOM, AnalyzeResult, InterrogationResult, Interrogator, InterrogatorConfig,
                                OffloadPolicy, RoundTripScore, tagger_options)
-from interrogator_core.hostapi import (BatchSummary, BatchWriter, caption_style_value, check_model_names,
+from interrogator_core.hostapi import (SETTINGS, BatchSummary, BatchWriter, caption_style_value, check_model_names,
                                        check_request, collect_images, run_batch)
 
 from .a1111_host import make_host, webui_low_vram
 from .a1111_patches import no_autocast
-from .a1111_settings import Settings, models_dir, read_settings
+from .a1111_settings import CAPTION_CONTROLS, Settings, models_dir, read_settings
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,11 @@ class InterrogatorService:
 
     def config_for(self, clip_model: Optional[str] = None, caption_model: Optional[str] = None,
                    target: Optional[str] = None, sdxl_dual: bool = False, caption_style: Optional[str] = None,
-                   caption_prompt: Optional[str] = None, *,
+                   caption_prompt: Optional[str] = None, controls: Optional[Mapping[str, Any]] = None, *,
                    tagger: Optional[Mapping[str, Any]] = None) -> InterrogatorConfig:
         """The engine configuration for a call with these arguments (None: the settings' values; a caption
         style ``auto`` or "": the target's default; an empty ``caption_prompt``: the style's own instruction;
+        ``controls``: caption controls by name, :data:`CAPTION_CONTROLS`, None values take the settings';
         ``tagger``: image tagger settings by name that replace the settings page's, None values ignored).
 
         The only host policy here is which defaults apply: with no ``target``, a ``clip_model`` named in the
@@ -89,6 +90,9 @@ class InterrogatorService:
                    trust_remote_code=s.trust_remote_code,
                    tagger_options=tagger_options({**s.tagger_values(),
                                                   **{k: v for k, v in (tagger or {}).items() if v is not None}}))
+        for name in CAPTION_CONTROLS:  # the settings', or the call's where it gives one
+            given = (controls or {}).get(name)
+            cfg[name] = getattr(s, name) if given is None else SETTINGS[name].check(given)
         cfg.update(self._overrides)
         return InterrogatorConfig(**cfg)
 
@@ -101,13 +105,13 @@ class InterrogatorService:
 
     def interrogator(self, clip_model: Optional[str] = None, caption_model: Optional[str] = None,
                      target: Optional[str] = None, sdxl_dual: bool = False, caption_style: Optional[str] = None,
-                     caption_prompt: Optional[str] = None, *,
+                     caption_prompt: Optional[str] = None, controls: Optional[Mapping[str, Any]] = None, *,
                      tagger: Optional[Mapping[str, Any]] = None) -> Interrogator:
         """The engine for these models (see :meth:`config_for`). A change goes through
         :meth:`Interrogator.reconfigured`, which keeps the models that stay (e.g. the caption model when only
         CLIP changes) and unloads the rest."""
         cfg = self.config_for(clip_model, caption_model, target, sdxl_dual, caption_style, caption_prompt,
-                              tagger=tagger)
+                              controls, tagger=tagger)
         self.check_names(cfg)
         with self._lock:
             self._ci = Interrogator(cfg, host=self.host) if self._ci is None else self._ci.reconfigured(cfg)
@@ -172,7 +176,7 @@ class InterrogatorService:
                max_flavors: Optional[int] = None, negative_count: Optional[int] = None,
                caption: Optional[str] = None, target: Optional[str] = None, beam_width: Optional[int] = None,
                sdxl_dual: bool = False, caption_style: Optional[str] = None, caption_prompt: Optional[str] = None,
-               lock: bool = True, own_state: bool = True,
+               lock: bool = True, own_state: bool = True, controls: Optional[Mapping[str, Any]] = None,
                tagger: Optional[Mapping[str, Any]] = None) -> InterrogationResult:
         """Image → the target's prompts (``positive``/``negative``, ``prompts`` by encoder, ``notes``) and the
         caption; None arguments take the settings' values (see :meth:`config_for`)."""
@@ -183,7 +187,7 @@ class InterrogatorService:
             s.beam_width if beam_width is None else beam_width, min_default=s.min_flavors)
         with self.job("interrogate", lock=lock, own_state=own_state):
             ci = self.interrogator(clip_model, caption_model, target, sdxl_dual, caption_style, caption_prompt,
-                                   tagger=tagger)
+                                   controls, tagger=tagger)
             return ci.interrogate([image], mode=mode, min_flavors=min_flavors, max_flavors=max_flavors,
                                   negative_count=negative_count, captions=None if caption is None else [caption],
                                   beam_width=beam_width)[0]

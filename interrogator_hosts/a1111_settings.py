@@ -169,6 +169,13 @@ class Settings:
     target: str = _from_table("target", "Default target model (picks the CLIP model; custom: the default CLIP "
                                         "model above)", "Dropdown")
     beam_width: int = _from_table("beam_width", "Default beam width", "Slider")
+    # caption controls (issue 19 item 5)
+    caption_length: Optional[str] = _from_table("caption_length", "Caption length preset", "Dropdown")
+    trigger_prefix: str = _from_table("trigger_prefix", "Trigger words before every positive prompt", "Textbox")
+    trigger_suffix: str = _from_table("trigger_suffix", "Trigger words after every positive prompt", "Textbox")
+    caption_replace: Optional[str] = _from_table("caption_replace", "Caption replace list file (empty: none)",
+                                                 "Textbox")
+
     # image taggers (a WD v3 tagger folder as the caption model): the table's TAGGER_SETTINGS
     general_threshold: float = _from_table("general_threshold", "Tagger: general tag threshold", "Slider")
     character_threshold: float = _from_table("character_threshold", "Tagger: character tag threshold", "Slider")
@@ -222,3 +229,7 @@ def register_settings(on_change: Optional[Dict[str, Callable[[], None]]] = None)
         if meta["info"] is not None:
             info = info.info(meta["info"]())
         shared.opts.add_option(OPT_PREFIX + f.name, info)
+
+
+#: The caption controls: settings page options that a call (API request, tab) may override.
+CAPTION_CONTROLS = ("caption_length", "trigger_prefix", "trigger_suffix", "caption_replace")

@@ -74,7 +74,8 @@ class TabCallbacks:
     def interrogate(self, image, mode: str, clip_model: str, caption_model: str, min_flavors: float,
                     max_flavors: float, negative_count: float, target: str = CUSTOM, beam_width: float = 1,
                     sdxl_dual: bool = False, caption_style: str = AUTO_STYLE,
-                    caption_prompt: str = "") -> Tuple[Any, ...]:
+                    caption_prompt: str = "", caption_length: str = AUTO_STYLE, trigger_prefix: str = "",
+                    trigger_suffix: str = "") -> Tuple[Any, ...]:
         """→ (positive, negative, caption, infotext for Send-to, status, positive_l, negative_l, prompts).
 
         ``clip_model`` counts only with target ``custom``; ``sdxl_dual`` only with target ``sdxl`` (the
@@ -94,7 +95,10 @@ class TabCallbacks:
                                    min_flavors=int(min_flavors), max_flavors=int(max_flavors),
                                    negative_count=int(negative_count), target=target, beam_width=int(beam_width),
                                    sdxl_dual=dual, caption_style=caption_style or AUTO_STYLE,
-                                   caption_prompt=caption_prompt or "")
+                                   caption_prompt=caption_prompt or "",
+                                   controls={"caption_length": caption_length or AUTO_STYLE,
+                                             "trigger_prefix": trigger_prefix or "",
+                                             "trigger_suffix": trigger_suffix or ""})
         except Exception as e:
             _log_failure("interrogate", e)
             return keep, keep, keep, keep, _error_text(e), keep, keep, keep
@@ -250,6 +254,14 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
                         instruction = gr.Textbox(value=s.caption_prompt or "", label="Caption instruction",
                                                  placeholder="chat caption models only; empty: the style's own",
                                                  elem_id="prompt_interrogator_caption_prompt")
+                    with gr.Row():  # caption controls (issue 19 item 5); the replace list: the settings page
+                        length = gr.Dropdown(SETTINGS["caption_length"].options(),
+                                             value=s.caption_length or AUTO_STYLE, label="Caption length",
+                                             elem_id="prompt_interrogator_prompt_caption_length")
+                        prefix = gr.Textbox(value=s.trigger_prefix, label="Trigger words (prefix)",
+                                            elem_id="prompt_interrogator_trigger_prefix")
+                        suffix = gr.Textbox(value=s.trigger_suffix, label="Trigger words (suffix)",
+                                            elem_id="prompt_interrogator_trigger_suffix")
                     min_f, max_f, neg_n = flavor_sliders("prompt")
                     beam = setting_slider("beam_width", s.beam_width, "Beam width",
                                           "prompt_interrogator_beam_width")
@@ -273,7 +285,7 @@ def build_tab(callbacks: Optional[TabCallbacks] = None) -> gr.Blocks:
             with gr.Row():
                 _bind_send_buttons(image, send_text)
             go.click(cb.interrogate, inputs=[image, mode, clip, caption_model, min_f, max_f, neg_n, target, beam,
-                                             sdxl_dual, style, instruction],
+                                             sdxl_dual, style, instruction, length, prefix, suffix],
                      outputs=[positive, negative, caption, send_text, status, positive_l, negative_l, prompts])
             target.change(cb.target_changed, inputs=[target], outputs=[clip, sdxl_dual])
             for control in (target, sdxl_dual):

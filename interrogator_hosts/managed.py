@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from interrogator_core import PRECISIONS, ModelHandle, UnknownNameError
-from interrogator_core.hostapi import parse_dtype
+from interrogator_core.hostapi import parse_dtype, quantization_of
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,8 @@ class ManagedHost:
 
     Args:
         manager: the host-specific calls.
-        precision: "auto" (fp16 where the host says so, else fp32), "fp16", "bf16" or "fp32".
+        precision: "auto" (fp16 where the host says so, else fp32), "fp16", "bf16" or "fp32"; "int8"/"nf4":
+            auto, with the caption model quantized by bitsandbytes (CUDA only).
         managed: True: register models with the manager (it may evict them); False: pin them on the load
             device (the manager makes room first but cannot evict them).
         on_evict: called (no arguments) after the manager moved one of our models off the device. Never call
@@ -98,6 +99,11 @@ class ManagedHost:
         self.precision = precision
         self.managed = managed
         self.on_evict = on_evict
+
+    @property
+    def quantization(self) -> Optional[str]:
+        """"int8"/"nf4": the caption model loads quantized (the precision setting; CLIP as with auto)."""
+        return quantization_of(self.precision)
 
     @property
     def mm(self) -> Any:

@@ -527,3 +527,17 @@ def test_tagger_settings_page_and_request_fields_reach_the_tags(client, images, 
     assert list(tags["character"]) == ["hatsune miku"] and list(tags["general"]) == ["1girl", "solo"]
     assert tags["general"]["solo"] == pytest.approx(0.9, abs=1e-5) and "rating" in tags
     assert len(r.json()["medium"]) == 2  # the CLIP tables stay
+
+
+def test_prompt_takes_the_caption_controls(client, images):
+    """Issue 19 item 5: trigger words (and the other caption controls) as request fields."""
+    c, shared, svc = client
+    body = {"image": png_b64(images[0]), "clip_model_name": shared.opts.prompt_interrogator_clip_model,
+            "mode": "fast", "caption": "a lighthouse.", "trigger_prefix": "ohwx", "trigger_suffix": "zyx style",
+            "caption_length": "very_short"}
+    out = c.post("/interrogator/prompt", json=body).json()
+    assert out["caption"] == "a lighthouse." and out["prompt"].startswith("ohwx, a lighthouse, ")
+    assert out["prompt"].endswith(", zyx style") and "ohwx" not in out["negative_prompt"]
+    assert all(p.startswith("ohwx, ") for p in out["prompts"].values())
+    bad = c.post("/interrogator/prompt", json={**body, "caption_length": "tiny"})
+    assert bad.status_code in (400, 422) and "very_short" in bad.text

@@ -348,3 +348,22 @@ def test_trust_remote_code_setting_reaches_the_engine_and_is_off_by_default(webu
     assert svc.config_for().trust_remote_code is False
     shared.opts.data["prompt_interrogator_trust_remote_code"] = True
     assert svc.config_for().trust_remote_code is True
+
+
+def test_caption_controls_from_the_settings_page_and_per_call(webui, tmp_path):
+    """Issue 19 item 5: the caption controls are settings page options; a call (the API) may override them."""
+    shared, svc = webui
+    cfg = svc.config_for()
+    assert (cfg.caption_length, cfg.trigger_prefix, cfg.trigger_suffix, cfg.caption_replace) == (None, "", "", None)
+    f = tmp_path / "replace.txt"
+    f.write_text("blurry\n", encoding="utf-8")
+    for key, value in (("caption_length", "long"), ("trigger_prefix", "ohwx"), ("caption_replace", str(f))):
+        shared.opts.data["prompt_interrogator_" + key] = value
+    try:
+        cfg = svc.config_for()
+        assert (cfg.caption_length, cfg.trigger_prefix, cfg.caption_replace) == ("long", "ohwx", str(f))
+        cfg = svc.config_for(controls={"caption_length": "very_short", "trigger_suffix": "zyx"})
+        assert (cfg.caption_length, cfg.trigger_prefix, cfg.trigger_suffix) == ("very_short", "ohwx", "zyx")
+    finally:
+        for key in ("caption_length", "trigger_prefix", "caption_replace"):
+            shared.opts.data.pop("prompt_interrogator_" + key, None)

@@ -393,3 +393,13 @@ def test_batch_and_analyze_tabs_with_a_tagger(callbacks, folder, images, tmp_pat
     out = cb.analyze(images[1], svc.settings().clip_model, 2, True, str(tagger))
     text, status = out[-2], out[-1]
     assert status == "Done." and "tags (character):\n  0.9200  hatsune miku" in text and "long hair" not in text
+
+
+def test_interrogate_callback_takes_the_caption_controls(callbacks, images):
+    """Issue 19 item 5: the tab's caption length and trigger words reach the engine."""
+    cb, shared, svc = callbacks
+    s = svc.settings()
+    pos, neg, cap, *_ = cb.interrogate(images[0], "fast", s.clip_model, s.caption_model, 2, 4, 3, "custom", 1, False,
+                                       "auto", "", "very_short", "ohwx", "zyx style")
+    assert pos.startswith("ohwx, ") and pos.endswith(", zyx style") and "ohwx" not in cap + neg
+    assert svc._ci.config.caption_length == "very_short"

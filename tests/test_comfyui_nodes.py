@@ -684,7 +684,8 @@ def test_new_inputs_are_optional_and_last_so_saved_workflows_keep_working(comfy)
     from interrogator_core.hostapi import TAGGER_SETTINGS
 
     assert list(loader["optional"]) == ["target", "sdxl_dual", "caption_style", "caption_prompt",
-                                        "trust_remote_code", *TAGGER_SETTINGS]
+                                        "trust_remote_code", *TAGGER_SETTINGS, "caption_length",
+                                        "trigger_prefix", "trigger_suffix", "caption_replace"]
     opts = loader["optional"]["target"][1]
     targets = options(loader["optional"]["target"])
     assert targets == ["sd15", "sd2", "sdxl", "sdxl-tags", "flux", "sd35", "flux2", "qwen-image", "hidream",
@@ -1031,3 +1032,16 @@ def test_tagger_inputs_reach_the_engine_and_analyze_shows_the_tags(comfy):
     assert "tags (character):\n  0.9200  hatsune miku" in texts[0]
     assert "tags (general):\n  0.9500  1girl\n  0.9000  solo" in texts[0] and "long hair" not in texts[0]
     assert "tags (rating):" in texts[0] and "flavors:" in texts[0]
+
+
+def test_loader_caption_controls_reach_the_engine(comfy, tmp_path):
+    """Issue 19 item 5: the caption controls are optional Loader inputs at the end and reach the config."""
+    f = tmp_path / "replace.txt"
+    f.write_text("blurry\n", encoding="utf-8")
+    it = load(comfy, caption_length="very_short", trigger_prefix="ohwx", trigger_suffix="zyx style",
+              caption_replace=str(f))
+    assert (it.config.caption_length, it.config.trigger_prefix, it.config.trigger_suffix,
+            it.config.caption_replace) == ("very_short", "ohwx", "zyx style", str(f))
+    plain = load(comfy, node_id="2")
+    assert (plain.config.caption_length, plain.config.trigger_prefix, plain.config.caption_replace) == \
+        (None, "", None)

@@ -143,7 +143,8 @@ def comfy_problems(nodes: ModuleType, table: Mapping[str, Setting]) -> List[str]
                 problems.append(f"comfyui {name}: tooltip is not the table's help")
     expected = {"mode", "min_flavors", "max_flavors", "negative_count", "beam_width", "target", "clip_model",
                 "caption_model", "caption_style", "caption_prompt", "trust_remote_code", "sdxl_dual", "precision",
-                "top_n", "with_caption", *TAGGER_SETTINGS}
+                "top_n", "with_caption", *TAGGER_SETTINGS, "caption_length", "trigger_prefix", "trigger_suffix",
+                "caption_replace"}
     if seen != expected:
         problems.append(f"comfyui shows {sorted(seen)}, expected {sorted(expected)}")
     return problems
