@@ -1,13 +1,21 @@
 """Shared fixtures: tiny random-weight models saved to disk and loaded back through the users' code path."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 # Tests never touch the network: a missing model must fail fast with our error, not hang on a download.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# remote-code test folders are copied by transformers into its modules cache (fixed at its import): a temp one,
+# removed at exit, so the tests leave nothing in ~/.cache/huggingface/modules
+if "HF_MODULES_CACHE" not in os.environ:
+    os.environ["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="pi-hf-modules-")
+    atexit.register(shutil.rmtree, os.environ["HF_MODULES_CACHE"], True)
 
 import numpy as np
 import pytest
