@@ -2,7 +2,7 @@
 
     python bench/bench_caption.py [--families florence2 qwen3_vl llava] [--styles short detailed tags]
                                   [--batch-sizes 1 4 8] [--images 8] [--tokens 24] [--size mid|tiny]
-                                  [--repeats 3] [--overhead] [--docs]
+                                  [--repeats 2] [--overhead] [--docs]
 
 Each family is built on its real architecture (the transformers class users load: Florence-2, Qwen3-VL,
 LLaVA with a SigLIP tower and a Llama text model, JoyCaption's layout) with random weights, saved with
@@ -273,8 +273,9 @@ class _Clock:
 
 def overhead(args) -> Dict[str, Any]:
     """Per mode, at one image per call: the share of a call's time outside the image encoder (forward hooks on
-    the CLIP visual tower) and the caption model (hooks on its module, i.e. every forward of ``generate``), and
+    the CLIP visual tower) and the caption model (its module's ``generate``, vision tower included), and
     the share outside every model forward (the CLIP text tower too: best/negative encode candidate prompts).
+    Settings as bench.py's: 8 flavors, intermediate 256, fast/classic without similarities or negative prompt.
 
     The CLIP model is a random-weight ViT-B-32 (bench.py's), the caption model the ``--overhead-caption`` family
     at ``--size``, the label tables the real lists cut to ``--overhead-flavors`` flavors (warm cache)."""
@@ -291,7 +292,7 @@ def overhead(args) -> Dict[str, Any]:
     cfg = InterrogatorConfig(clip_model=str(clip_dir), caption_model=str(model_folder(args.overhead_caption,
                                                                                       args.size)),
                              cache_dir=WORK / f"cache-{args.overhead_flavors}", data_dir=data,
-                             caption_max_length=args.tokens)
+                             caption_max_length=args.tokens, flavor_intermediate_count=256)
     ci = Interrogator(cfg, StandaloneHost(device="cpu"))
     ci.load()
     ci.main.tables()
@@ -305,14 +306,19 @@ def overhead(args) -> Dict[str, Any]:
     ci.interrogate(images[:1], mode="fast")  # warm-up; also loads the caption model
     if cap is None:
         cap = _find_captioner(ci)
-    caption_clock.hook(cap.handle.module)
+    # not forward hooks: generate runs an encoder-decoder's vision tower and encoder outside module.forward
+    caption_clock.wrap(cap.handle.module, "generate")
     out: Dict[str, Any] = {}
-    for mode in ("fast", "classic", "best", "negative"):
+    flavors = dict(min_flavors=8, max_flavors=8)  # bench.py's settings
+    calls = {"fast": dict(mode="fast", negative_count=0, similarities=False, **flavors),
+             "classic": dict(mode="classic", negative_count=0, similarities=False, **flavors),
+             "best": dict(mode="best", negative_count=0, **flavors), "negative": dict(mode="negative", **flavors)}
+    for mode, kw in calls.items():
         shares, total, model, everything = [], 0.0, 0.0, 0.0
         for _ in range(args.repeats):
             for clock in (image_clock, caption_clock, text_clock):
                 clock.seconds = 0.0
-            _, s = _timed(lambda: [ci.interrogate([im], mode=mode) for im in images])
+            _, s = _timed(lambda: [ci.interrogate([im], **kw) for im in images])
             m = image_clock.seconds + caption_clock.seconds
             shares.append((s - m) / s)
             total, model, everything = total + s, model + m, everything + m + text_clock.seconds
@@ -392,7 +398,7 @@ def main() -> None:
     p.add_argument("--images", type=int, default=8)
     p.add_argument("--tokens", type=int, default=24, help="max_new_tokens of both sides (every style)")
     p.add_argument("--size", default="mid", choices=["mid", "tiny"], help="reduced config (mid) or the tests' tiny")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--overhead", action="store_true", help="also measure the per-call overhead per mode")
     p.add_argument("--overhead-caption", default="florence2", choices=list(MID))
