@@ -67,6 +67,19 @@ def test_benchmark_tables_live_in_speed_doc() -> None:
     assert "bench:begin" not in (ROOT / "README.md").read_text(encoding="utf-8")
 
 
+def test_caption_benchmark_tables_live_in_speed_doc() -> None:
+    """bench_caption.py --docs rewrites its tables between its own markers of docs/speed.md."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import bench_caption
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    text = bench_caption.SPEED_DOC.read_text(encoding="utf-8")
+    assert bench_caption.SPEED_DOC == ROOT / "docs" / "speed.md"
+    assert text.count(bench_caption.BEGIN) == 1 and text.count(bench_caption.END) == 1
+    assert text.index(bench_caption.BEGIN) < text.index(bench_caption.END)
+
+
 def test_readme_test_command_is_ci() -> None:
     """.ci/run is the README's test command (./test.sh, whose default is all three environments)."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
