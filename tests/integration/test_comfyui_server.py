@@ -666,3 +666,43 @@ def test_interrogate_and_encode_feeds_a_real_comfyui_clip(server: Server, family
         assert texts(entry, "6") == texts(entry, "8") and texts(entry, "6")[0].strip(), "the clip_l prompt"
     finally:
         path.unlink(missing_ok=True)
+
+
+BUILD_TAGGER = r'''
+import math, sys
+from pathlib import Path
+from interrogator_core.testing import TINY_TAGS, make_tiny_tagger
+scores = {"1girl": 0.95, "solo": 0.9, "long_hair": 0.6, "hat_(object)": 0.5, "hatsune_miku": 0.92}
+make_tiny_tagger(Path(sys.argv[1]), head_bias=[math.log(p / (1 - p)) for p in
+                                               (scores.get(name, 0.1) for name, _ in TINY_TAGS)])
+'''
+
+
+def test_a_tagger_folder_heads_the_anime_prompts_through_the_nodes(server: Server, family_folders) -> None:
+    """Issue 20 end to end: a WD v3-layout folder in the models folder is a caption model of the loader; with
+    target illustrious the prompt is the quality prefix, then the tags above their thresholds (count tags,
+    character, general; escaped; the excluded one gone), then CLIP-ranked terms."""
+    from interrogator_core import get_target
+
+    folder = server.models / "tiny-tagger"
+    python = os.environ.get("COMFYUI_PYTHON") or sys.executable
+    built = subprocess.run([python, "-c", BUILD_TAGGER, str(folder)], capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert built.returncode == 0, built.stderr[-3000:]
+    loader_info = server.request("/object_info/PromptInterrogator.Loader")["PromptInterrogator.Loader"]["input"]
+    assert "tiny-tagger" in options(loader_info["required"]["caption_model"])
+    wf = {"1": {"class_type": "LoadImage", "inputs": {"image": "a.png"}},
+          "2": {"class_type": "PromptInterrogator.Loader",
+                "inputs": {"clip_model": "tiny-clip", "caption_model": "tiny-tagger", "precision": "auto",
+                           "memory": "host managed", "target": "illustrious", "exclude": "long_hair"}},
+          "3": {"class_type": "PromptInterrogator.Interrogate",
+                "inputs": {"image": ["1", 0], "interrogator": ["2", 0], "mode": "fast", "min_flavors": 2,
+                           "max_flavors": 4, "negative_count": 4}},
+          "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}},
+          "5": {"class_type": "PreviewAny", "inputs": {"source": ["3", 2]}}}
+    entry = server.run(wf)
+    head = "1girl, solo, hatsune miku, hat \\(object\\)"
+    assert texts(entry, "5") == [head]
+    positive = texts(entry, "4")[0]
+    assert positive.startswith(f"{get_target('illustrious').quality_prefix}, {head}, "), positive
+    assert "long hair" not in positive
