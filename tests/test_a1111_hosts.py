@@ -300,7 +300,9 @@ def test_every_setting_is_registered_and_read_back_typed(webui):
               # the image tagger's (Number and Slider values come back as floats)
               "general_threshold": 0.5, "character_threshold": 0.9, "include_rating": True, "character_first": False,
               "replace_underscores": False, "escape_parentheses": False, "exclude": " a_b, c ", "always_first": "x",
-              "max_tags": 3.0}
+              "max_tags": 3.0,
+              # the caption controls
+              "caption_length": "very_short", "trigger_prefix": " ohwx ", "trigger_suffix": "zyx", "caption_replace": ""}
     assert set(stored) == set(names), "extend this test when a setting is added"
     for key, value in stored.items():
         shared.opts.data[a1111.OPT_PREFIX + key] = value
@@ -311,6 +313,8 @@ def test_every_setting_is_registered_and_read_back_typed(webui):
     assert s.keep_loaded is True and s.replace_builtin is True and s.api_max_mb == 7.0
     assert s.cache_dir == "/tmp/x" and s.target == "sd15"
     assert (s.caption_style, s.caption_prompt, s.trust_remote_code) == ("tags", "List the objects.", True)
+    assert (s.caption_length, s.trigger_prefix, s.trigger_suffix, s.caption_replace) == \
+        ("very_short", "ohwx", "zyx", None)
     from interrogator_core import TaggerOptions, tagger_options
 
     assert type(s.max_tags) is int and tagger_options(s.tagger_values()) == TaggerOptions(
