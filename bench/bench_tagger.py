@@ -20,8 +20,6 @@ a 448 px ViT-B/16 is about 4.5x that of 224 px).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -45,19 +43,11 @@ N_RATING, N_CHARACTER = 4, 2000
 
 
 def machine(device: str) -> str:
-    import torch
+    """The machine line of every bench (bench.py's)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench  # noqa: E402
 
-    if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} (CPU)"
+    return bench._machine(device)
 
 
 def build_tagger(size: int, device: str, fp16: bool):

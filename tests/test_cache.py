@@ -116,18 +116,15 @@ def test_memory_only_cache(make_interrogator, tmp_path, images):
     assert not (tmp_path / "cache").exists()
 
 
-def test_cache_written_by_clip_interrogator_060_loads_with_zero_encodes(tiny_models, small_data_dir, tmp_path,
-                                                                       monkeypatch):
-    """clip-interrogator 0.6.0's own LabelTable code writes the cache for a registry name (ARCH/TAG); we load
-    it without encoding, the weights coming from a local copy in a models folder."""
-    ci060 = pytest.importorskip("clip_interrogator")
-    assert ci060.__version__ == "0.6.0"
+def _ours_and_060(ci060, tiny_models, small_data_dir, tmp_path, monkeypatch):
+    """Our interrogator and clip-interrogator 0.6.0's on the same tiny CLIP, found under a registry name
+    (``pi-tiny-0/tiny``) in a models folder, the same lists and one cache folder (theirs writes it first)."""
     import open_clip
 
     from interrogator_core import Interrogator, InterrogatorConfig, StandaloneHost
     from interrogator_core.clip import load_clip
 
-    arch = "pi-tiny-0"  # registered by make_tiny_clip; "tiny" becomes a registry tag of it for this test
+    arch = "pi-tiny-0"  # registered by make_tiny_clip; "tiny" becomes a registry tag of it for these tests
     monkeypatch.setitem(open_clip.pretrained._PRETRAINED, arch, {"tiny": {}})
     models = tmp_path / "models"
     models.mkdir()
@@ -136,10 +133,20 @@ def test_cache_written_by_clip_interrogator_060_loads_with_zero_encodes(tiny_mod
                                            cache_dir=tmp_path / "cache", data_dir=small_data_dir),
                         StandaloneHost(device="cpu"))
     clip = load_clip(f"{arch}/tiny", search_dirs=[models])
-    theirs = ci060.Config(clip_model_name=f"{arch}/tiny", caption_model_name=None, cache_path=str(tmp_path / "cache"),
-                          download_cache=False, device="cpu", data_path=str(small_data_dir), quiet=True)
-    theirs.clip_model, theirs.clip_preprocess = clip.module, clip.preprocess  # class attributes, not fields
-    ci060.Interrogator(theirs)
+    cfg = ci060.Config(clip_model_name=f"{arch}/tiny", caption_model_name=None, cache_path=str(tmp_path / "cache"),
+                       download_cache=False, device="cpu", data_path=str(small_data_dir), quiet=True)
+    cfg.clip_model, cfg.clip_preprocess = clip.module, clip.preprocess  # class attributes, not fields
+    return ours, ci060.Interrogator(cfg)
+
+
+def test_cache_written_by_clip_interrogator_060_loads_with_zero_encodes(tiny_models, small_data_dir, tmp_path,
+                                                                       monkeypatch):
+    """clip-interrogator 0.6.0's own LabelTable code writes the cache for a registry name (ARCH/TAG); we load
+    it without encoding, the weights coming from a local copy in a models folder."""
+    ci060 = pytest.importorskip("clip_interrogator")
+    assert ci060.__version__ == "0.6.0"
+    arch = "pi-tiny-0"
+    ours, _ = _ours_and_060(ci060, tiny_models, small_data_dir, tmp_path, monkeypatch)  # theirs wrote the cache
     assert len(list((tmp_path / "cache").glob("*.safetensors"))) == len(TABLE_NAMES)
     assert ours.main.clip.cache_name.replace("/", "_") == f"{arch}_tiny"
     calls = count_text_encodes(ours)
@@ -198,24 +205,7 @@ def test_prompts_equal_clip_interrogator_060_for_a_short_caption(tiny_models, sm
     and fast prompts are the reference's, same model, same lists, same caption. (Best differs on these tiny lists,
     before and after the redesign alike, by the deliberate differences listed in ``prompts.py``.)"""
     ci060 = pytest.importorskip("clip_interrogator")
-    import open_clip
-
-    from interrogator_core import Interrogator, InterrogatorConfig, StandaloneHost
-    from interrogator_core.clip import load_clip
-
-    arch = "pi-tiny-0"
-    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, arch, {"tiny": {}})
-    models = tmp_path / "models"
-    models.mkdir()
-    shutil.copy(tiny_models["clip"] / "open_clip_model.safetensors", models / f"{arch}_tiny.safetensors")
-    ours = Interrogator(InterrogatorConfig(clip_model=f"{arch}/tiny", caption_model=None, model_dirs=[models],
-                                           cache_dir=tmp_path / "cache", data_dir=small_data_dir),
-                        StandaloneHost(device="cpu"))
-    clip = load_clip(f"{arch}/tiny", search_dirs=[models])
-    cfg = ci060.Config(clip_model_name=f"{arch}/tiny", caption_model_name=None, cache_path=str(tmp_path / "cache"),
-                       download_cache=False, device="cpu", data_path=str(small_data_dir), quiet=True)
-    cfg.clip_model, cfg.clip_preprocess = clip.module, clip.preprocess
-    theirs = ci060.Interrogator(cfg)
+    ours, theirs = _ours_and_060(ci060, tiny_models, small_data_dir, tmp_path, monkeypatch)
     caption = "a painting of a red house by the sea"
     for image in images[:2]:
         mine = ours.interrogate(image, mode="classic", max_flavors=3, captions=[caption])[0].positive
